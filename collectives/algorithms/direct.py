@@ -1,0 +1,85 @@
+"""Direct (mesh) algorithms: every device talks to every other at once, filling a full mesh or a
+switch's ports in one step; and pairwise exchange, one peer per step.
+
+- allreduce ``direct`` (HCCL Mesh, RCCL "allpairs"): step 1 every device sends chunk j of its buffer
+  to device j, which reduces the P-1 pieces; step 2 device j sends the reduced chunk j to all.
+- allgather ``direct``: every device sends its block to every other in one step.
+- reduce_scatter ``direct``: every device sends block j to device j, which reduces them.
+- alltoall ``direct``: all P(P-1) blocks in one step; ``pairwise``: in step k device i sends to
+  i+k and receives from i-k (k = 1..P-1), as MPI and HCCL's Pairwise do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import algorithm
+from ..schedule import Phase, Schedule, fixed, split
+
+
+def _all_pairs(P):
+    """Every ordered pair (i, j), i != j: src i, dst j."""
+    i, j = np.divmod(np.arange(P * P, dtype=np.int64), P)
+    keep = i != j
+    return i[keep], j[keep]
+
+
+def _scatter_reduce(P, name="scatter-reduce"):
+    src, dst = _all_pairs(P)
+    return Phase(name, src, dst, fixed(dst), reduce=True)
+
+
+def _gather_all(P, name="gather"):
+    src, dst = _all_pairs(P)
+    return Phase(name, src, dst, fixed(src), reduce=False)
+
+
+@algorithm("allreduce", "direct")
+def direct_allreduce(spec, P, count, root=0, topology=None):
+    off, ln = split(count, P)
+    phases = [_scatter_reduce(P), _gather_all(P)] if P > 1 else []
+    return Schedule(spec.name, "direct", P, count, count, off, ln, phases, root)
+
+
+@algorithm("reduce_scatter", "direct")
+def direct_reduce_scatter(spec, P, count, root=0, topology=None):
+    off, ln = split(P * count, P)
+    phases = [_scatter_reduce(P)] if P > 1 else []
+    return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
+
+
+@algorithm("allgather", "direct")
+def direct_allgather(spec, P, count, root=0, topology=None):
+    off, ln = split(P * count, P)
+    phases = [_gather_all(P)] if P > 1 else []
+    return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
+
+
+def _alltoall_chunks(P, count):
+    # chunk j (< P): send block j; chunk P + i: receive block i.
+    return split(2 * P * count, 2 * P)
+
+
+def _self_copy(P):
+    d = np.arange(P, dtype=np.int64)
+    return Phase("local-copy", d, d, fixed(d, P + d))
+
+
+@algorithm("alltoall", "direct")
+def direct_alltoall(spec, P, count, root=0, topology=None):
+    off, ln = _alltoall_chunks(P, count)
+    src, dst = _all_pairs(P)
+    send = Phase("exchange", np.concatenate([np.arange(P), src]), np.concatenate([np.arange(P), dst]),
+                 fixed(np.concatenate([np.arange(P), dst]), np.concatenate([P + np.arange(P), P + src])))
+    return Schedule(spec.name, "direct", P, count, 2 * P * count, off, ln, [send], root)
+
+
+@algorithm("alltoall", "pairwise")
+def pairwise_alltoall(spec, P, count, root=0, topology=None):
+    off, ln = _alltoall_chunks(P, count)
+    phases = [_self_copy(P)]
+    src = np.arange(P, dtype=np.int64)
+    for k in range(1, P):
+        dst = (src + k) % P
+        phases.append(Phase(f"exchange{k}", src, dst, fixed(dst, P + src)))
+    return Schedule(spec.name, "pairwise", P, count, 2 * P * count, off, ln, phases, root)

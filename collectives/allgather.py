@@ -1,0 +1,49 @@
+"""allgather: every device ends with all devices' inputs, concatenated in device order.
+
+Input (P, m), output (P, P*m); the buffer has one slot of m elements per device.
+S = P x m x itemsize (the output), busbw = algbw x (P-1)/P.
+"""
+
+import numpy as np
+
+from .collective import Collective, slot_of
+
+
+class AllGather(Collective):
+    name = "allgather"
+    count_meaning = "elements sent per device"
+
+    def busbw_factor(self, P):
+        return (P - 1) / P
+
+    def buffer_length(self, P, count):
+        return P * count
+
+    def input_shape(self, P, count):
+        return (P, count)
+
+    def nbytes(self, P, count, itemsize):
+        return P * count * itemsize
+
+    def count_for_nbytes(self, nbytes, P, itemsize):
+        return nbytes // (P * itemsize)
+
+    def load(self, data, P, count, root):
+        buf = np.zeros((P, P * count), dtype=data.dtype)
+        for d in range(P):
+            buf[d, d * count:(d + 1) * count] = data[d]
+        return buf
+
+    def reference(self, data, op, root):
+        return data.reshape(1, -1).repeat(data.shape[0], axis=0)
+
+    def initial_content(self, s):
+        slot = slot_of(s, s.count)
+        n = len(s.chunk_off)
+        return [{c: (d * n + c, 1 << d) for c in range(n) if slot[c] == d} for d in range(s.P)]
+
+    def final_content(self, s):
+        slot = slot_of(s, s.count)
+        n = len(s.chunk_off)
+        want = {c: (int(slot[c]) * n + c, 1 << int(slot[c])) for c in range(n)}
+        return [dict(want) for _ in range(s.P)]

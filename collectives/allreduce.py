@@ -1,0 +1,36 @@
+"""allreduce: every device ends with the reduction of all devices' buffers.
+
+Input (P, n), output (P, n); nccl-tests size S = n x itemsize, busbw = algbw x 2(P-1)/P.
+"""
+
+from .collective import Collective, full_mask, np_reduce
+
+
+class AllReduce(Collective):
+    name = "allreduce"
+    reduces = True
+    count_meaning = "elements per device"
+
+    def busbw_factor(self, P):
+        return 2.0 * (P - 1) / P
+
+    def buffer_length(self, P, count):
+        return count
+
+    def input_shape(self, P, count):
+        return (P, count)
+
+    def nbytes(self, P, count, itemsize):
+        return count * itemsize
+
+    def count_for_nbytes(self, nbytes, P, itemsize):
+        return nbytes // itemsize
+
+    def reference(self, data, op, root):
+        return np_reduce(data, op)[None, :].repeat(data.shape[0], axis=0)
+
+    def initial_content(self, s):
+        return [{c: (c, 1 << d) for c in range(len(s.chunk_off))} for d in range(s.P)]
+
+    def final_content(self, s):
+        return [{c: (c, full_mask(s.P)) for c in range(len(s.chunk_off))} for _ in range(s.P)]

@@ -1,0 +1,259 @@
+"""Public API: run a collective on real data (:func:`run`), or time it on a topology (:func:`simulate`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import dtypes, kernels, registry
+from .executors import local
+from .schedule import Schedule
+
+
+def build_schedule(collective: str, algorithm: str, P: int, count: int, root: int = 0, topology=None,
+                   **params) -> Schedule:
+    """The schedule of ``algorithm`` for ``collective`` on ``P`` devices and ``count`` elements."""
+    spec = registry.collective(collective)
+    build = registry.builder(collective, algorithm)
+    if isinstance(P, bool) or not isinstance(P, (int, np.integer)) or P < 1:
+        raise ValueError(f"device count P={P!r}; expected an integer >= 1")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"count={count!r}; expected an integer >= 0")
+    if not 0 <= root < P:
+        raise ValueError(f"root={root!r}; expected a device index 0..{P - 1}")
+    return build(spec, int(P), int(count), int(root), topology, **params)
+
+
+def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: int = 0, dtype=None,
+        **params) -> np.ndarray:
+    """Run ``collective`` on real data with all devices in this process and return the result.
+
+    Parameters
+    ----------
+    collective : str
+        ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``, ``broadcast`` or ``reduce``.
+    data : numpy.ndarray, shape (P, x)
+        Row d is device d's input: allreduce, broadcast, reduce (P, n); allgather (P, m);
+        reduce_scatter and alltoall (P, P*m). It is never modified.
+    algorithm : str
+        A name from ``collectives.algorithms(collective)``.
+    op : str
+        ``sum``, ``prod``, ``min``, ``max`` or ``avg`` (ignored by data-movement collectives).
+    root : int
+        Root device of broadcast and reduce.
+    dtype : str, optional
+        ``"bfloat16"`` to treat a uint16 array as bfloat16 bit patterns; otherwise ``data.dtype``.
+
+    Returns
+    -------
+    numpy.ndarray
+        allreduce, broadcast (P, n); allgather (P, P*m); reduce_scatter (P, m); alltoall (P, P*m);
+        reduce (n,), the root's result. Equal to ``reference(collective, data, op, root)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.arange(6, dtype=np.float32).reshape(3, 2)
+    >>> run("allreduce", data, algorithm="ring")
+    array([[6., 9.],
+           [6., 9.],
+           [6., 9.]], dtype=float32)
+    >>> run("allgather", data, algorithm="direct")[0]
+    array([0., 1., 2., 3., 4., 5.], dtype=float32)
+    """
+    spec = registry.collective(collective)
+    registry.builder(collective, algorithm)
+    dtypes.check_op(op, None)
+    data, name = _check_data(data, dtype)
+    P = data.shape[0]
+    count = spec.count_from_shape(data.shape, P)
+    schedule = build_schedule(collective, algorithm, P, count, root, **params)
+    buf = spec.load(_as_storage(data, name), P, count, root)
+    fmt = dtypes.kernel_format(name)
+    opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
+    local.execute(schedule, buf, opc, fmt)
+    out = spec.extract(buf, P, count, root)
+    if spec.reduces and op == "avg":
+        kernels.finish_avg(out, P, fmt)
+    return out.view(data.dtype) if out.dtype != data.dtype else out
+
+
+def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None) -> np.ndarray:
+    """The numpy result of ``collective`` on ``data`` (what :func:`run` must return)."""
+    spec = registry.collective(collective)
+    dtypes.check_op(op, None)
+    data, name = _check_data(data, dtype)
+    spec.count_from_shape(data.shape, data.shape[0])
+    if name == "bfloat16" and spec.reduces:
+        wide = (data.astype(np.uint32) << 16).view(np.float32)
+        return kernels._bf16_bits(_bf16_reference(spec, wide, op, root))
+    return spec.reference(data, op, root)
+
+
+def _bf16_reference(spec, wide, op, root):
+    # Each pairwise step rounds to bfloat16, as the kernels do; done row by row in device order.
+    if op in ("sum", "avg", "prod", "min", "max"):
+        acc = wide[0].copy()
+        fn = {"sum": np.add, "avg": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}[op]
+        for row in wide[1:]:
+            acc = (kernels._bf16_bits(fn(acc, row)).astype(np.uint32) << 16).view(np.float32)
+        if op == "avg":
+            acc = acc / np.float32(wide.shape[0])
+        fake = acc[None, :].repeat(wide.shape[0], axis=0)
+        return spec.reference(fake, "max", root)  # every row holds the total: max picks it unchanged
+    raise ValueError(op)
+
+
+def _check_data(data, dtype):
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"data must be a numpy.ndarray of shape (devices, elements), got {type(data).__name__}")
+    if data.ndim != 2 or data.shape[0] < 1:
+        raise ValueError(f"data has shape {data.shape}; expected (devices, elements) with at least one device")
+    if dtype is not None and dtypes.canonical(dtype) == "bfloat16":
+        if data.dtype != np.uint16:
+            raise TypeError(f"bfloat16 data must be held as uint16 bit patterns, got {data.dtype}")
+        return data, "bfloat16"
+    name = dtypes.canonical(data.dtype)
+    return data, name
+
+
+def _as_storage(data, name):
+    st = dtypes.storage(name)
+    return data.view(st) if data.dtype != st else data
+
+
+# -- time plane --------------------------------------------------------------------------------
+
+@dataclass
+class SimResult:
+    """Emulated figures of one collective call on a topology. Bandwidths in GB/s (1e9 B/s)."""
+
+    collective: str
+    algorithm: str
+    topology: str
+    P: int
+    nbytes: int
+    count: int
+    dtype: str
+    time_s: float
+    algbw_GBps: float
+    busbw_GBps: float
+    peak_GBps: float
+    bus_efficiency: float
+    steps: list = field(default_factory=list)
+    link_bytes: np.ndarray | None = field(default=None, repr=False)
+    edges: list | None = field(default=None, repr=False)
+    capacity_Bps: np.ndarray | None = field(default=None, repr=False)
+
+    def link_utilisation(self, top: int | None = None) -> dict:
+        """``{(u, v): fraction of the link's usable capacity used over the call}``, busiest first."""
+        if self.link_bytes is None or self.time_s <= 0:
+            return {}
+        util = self.link_bytes / (self.capacity_Bps * self.time_s)
+        order = [i for i in np.argsort(-util, kind="stable") if self.link_bytes[i] > 0]
+        if top is not None:
+            order = order[:top]
+        return {self.edges[i]: float(util[i]) for i in order}
+
+    def as_dict(self) -> dict:
+        keys = ("collective", "algorithm", "topology", "P", "nbytes", "count", "dtype", "time_s", "algbw_GBps",
+                "busbw_GBps", "peak_GBps", "bus_efficiency", "steps")
+        return {k: getattr(self, k) for k in keys}
+
+
+def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dtype="float32", op: str = "sum",
+             root: int = 0, model: dict | None = None, **params) -> SimResult:
+    """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
+
+    No data moves: the schedule's transfers go to the network model, so any device count works.
+    ``nbytes`` is rounded down to whole elements per device as nccl-tests does; ``result.nbytes``
+    is the size actually timed.
+
+    Examples
+    --------
+    Ring allreduce of 8 MB on 4 devices in a ring of 10 GB/s links with 1 us latency:
+    2(P-1) steps of (1 us + 2 MB / 10 GB/s) = 6 x 201 us.
+
+    >>> from topologies import ring
+    >>> r = simulate("allreduce", 8_000_000, ring(4, bw_GBps=10.0, lat_us=1.0))
+    >>> round(r.time_s * 1e6, 6), round(r.busbw_GBps, 3)
+    (1206.0, 9.95)
+    """
+    from topologies import Topology
+    from topologies.network import StepTimer
+
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a topologies.Topology, got {type(topology).__name__}")
+    spec = registry.collective(collective)
+    dtypes.check_op(op, dtype)
+    name = dtypes.canonical(dtype)
+    size = dtypes.itemsize(name)
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        raise ValueError(f"nbytes={nbytes!r}; expected an integer >= 0")
+    if nbytes % size:
+        raise ValueError(f"nbytes={nbytes} is not a multiple of the {name} element size ({size} bytes)")
+    P = topology.num_devices
+    count = spec.count_for_nbytes(int(nbytes), P, size)
+    schedule = build_schedule(collective, algorithm, P, count, root, topology=topology, **params)
+    timer = _timer(topology, model)
+    reduce_Bps = _reduce_rates(topology)
+    total = timer.link.call_s
+    steps = []
+    link_bytes = np.zeros(len(timer.link.capacity_Bps))
+    for phase, src, dst, nb, reduce, repeat in schedule.timing(size):
+        t_net, detail = timer.time(src, dst, nb)
+        t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
+        # Devices reduce while data streams in (as NCCL's kernels do): the slower of the two sets the pace.
+        t_step = max(t_net, t_red)
+        total += t_step * repeat
+        if detail is not None:
+            routes, b = detail
+            owner = np.repeat(np.arange(len(b)), np.diff(routes.ptr))
+            link_bytes += repeat * np.bincount(routes.edge, weights=routes.frac * b[owner], minlength=len(link_bytes))
+        if steps and steps[-1]["phase"] == phase and steps[-1]["step_s"] == t_step:
+            steps[-1]["repeat"] += repeat
+        else:
+            steps.append({"phase": phase, "repeat": repeat, "step_s": t_step})
+    actual = spec.nbytes(P, count, size)
+    algbw = actual / total / 1e9 if total > 0 else 0.0
+    busbw = algbw * spec.busbw_factor(P)
+    peak = peak_bw_GBps(topology)
+    return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
+                     busbw / peak if peak > 0 else math.nan, steps, link_bytes, topology.arrays.edges,
+                     timer.link.capacity_Bps)
+
+
+def peak_bw_GBps(topology) -> float:
+    """Per-device injection bandwidth (line rate, GB/s) of the topology: the least over devices."""
+    fn = getattr(topology, "peak_bw_GBps", None)
+    if fn is not None:
+        return fn()
+    return min(topology.injection_bw_GBps(i) for i in range(topology.num_devices))
+
+
+def _timer(topology, model):
+    from topologies.network import StepTimer
+    key = repr(sorted((model or {}).items()))
+    cache = topology.__dict__.setdefault("_step_timers", {})
+    if key not in cache:
+        cache[key] = StepTimer(topology, model)
+    return cache[key]
+
+
+def _reduce_rates(topology) -> np.ndarray:
+    """Bytes/s of incoming data a device can reduce: a reduction reads two buffers and writes one."""
+    cache = topology.__dict__.get("_reduce_Bps")
+    if cache is None:
+        g = topology.graph
+        cache = np.array([g.nodes[n].get("mem_bw_GBps", math.inf) * 1e9 / 3 for n in topology.devices])
+        topology.__dict__["_reduce_Bps"] = cache
+    return cache
+
+
+def _reduce_time(dst, nbytes, reduce_Bps) -> float:
+    per_dev = np.bincount(dst, weights=nbytes, minlength=len(reduce_Bps))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = per_dev / reduce_Bps
+    return float(np.nanmax(t)) if len(t) else 0.0

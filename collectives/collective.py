@@ -1,0 +1,94 @@
+"""The shared harness of the collectives: what each collective module fills in.
+
+Every collective runs on one work buffer per device (``buffer_length`` elements). ``load`` puts
+the user's input into it, the algorithm's schedule transforms it, ``extract`` takes the result out.
+The checker's view of the same buffers comes from ``initial_content`` / ``final_content``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import OPS
+
+ALL = "all"
+
+
+class Collective:
+    name: str = ""
+    reduces: bool = False  # whether ``op`` matters
+    #: nccl-tests' name of the ``count`` column's meaning, for docs.
+    count_meaning: str = ""
+
+    # -- sizes ----------------------------------------------------------------------------------
+    def busbw_factor(self, P: int) -> float:
+        raise NotImplementedError
+
+    def buffer_length(self, P: int, count: int) -> int:
+        raise NotImplementedError
+
+    def input_shape(self, P: int, count: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def count_from_shape(self, shape: tuple[int, int], P: int) -> int:
+        """The count a (P, x) input stands for; ``ValueError`` if x does not fit the collective."""
+        return int(shape[1])
+
+    def nbytes(self, P: int, count: int, itemsize: int) -> int:
+        """nccl-tests' size ``S`` for this count (the size column and the algbw numerator)."""
+        raise NotImplementedError
+
+    def count_for_nbytes(self, nbytes: int, P: int, itemsize: int) -> int:
+        """Inverse of :meth:`nbytes`, rounding down to whole elements per device as nccl-tests does."""
+        raise NotImplementedError
+
+    # -- data -----------------------------------------------------------------------------------
+    def load(self, data: np.ndarray, P: int, count: int, root: int) -> np.ndarray:
+        """The (P, buffer_length) work buffers holding ``data`` (a copy: the input is never touched)."""
+        buf = np.zeros((P, self.buffer_length(P, count)), dtype=data.dtype)
+        buf[:, : data.shape[1]] = data
+        return buf
+
+    def extract(self, buf: np.ndarray, P: int, count: int, root: int) -> np.ndarray:
+        return buf
+
+    def reference(self, data: np.ndarray, op: str, root: int) -> np.ndarray:
+        """The numpy result for input ``data`` of shape ``input_shape``."""
+        raise NotImplementedError
+
+    # -- checker view ---------------------------------------------------------------------------
+    def initial_content(self, s) -> list[dict]:
+        raise NotImplementedError
+
+    def final_content(self, s) -> list[dict]:
+        raise NotImplementedError
+
+
+def np_reduce(data: np.ndarray, op: str, axis=0) -> np.ndarray:
+    """numpy reference of a reduction over ``axis`` (``avg`` truncates integers toward zero)."""
+    if op == "sum":
+        return np.add.reduce(data, axis=axis)
+    if op == "prod":
+        return np.multiply.reduce(data, axis=axis)
+    if op == "min":
+        return np.minimum.reduce(data, axis=axis)
+    if op == "max":
+        return np.maximum.reduce(data, axis=axis)
+    if op == "avg":
+        total = np.add.reduce(data, axis=axis)
+        n = data.shape[axis]
+        if total.dtype.kind in "iu":
+            return (np.sign(total) * (np.abs(total) // n)).astype(total.dtype)
+        return (total / n).astype(total.dtype)
+    raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+
+
+def full_mask(P: int) -> int:
+    return (1 << P) - 1
+
+
+def slot_of(schedule, slot_len: int) -> np.ndarray:
+    """Which slot of ``slot_len`` elements each chunk lies in (chunks never straddle slots)."""
+    if slot_len == 0:
+        return np.zeros(len(schedule.chunk_off), np.int64)
+    return schedule.chunk_off // slot_len

@@ -1,0 +1,25 @@
+"""reduce: the root ends with the reduction of all devices' buffers.
+
+Input (P, n), output (n,) (the root's result); S = n x itemsize, busbw factor 1.
+"""
+
+from .collective import full_mask, np_reduce
+from .allreduce import AllReduce
+
+
+class Reduce(AllReduce):
+    name = "reduce"
+
+    def busbw_factor(self, P):
+        return 1.0
+
+    def extract(self, buf, P, count, root):
+        return buf[root].copy()
+
+    def reference(self, data, op, root):
+        return np_reduce(data, op)
+
+    def final_content(self, s):
+        out = [{} for _ in range(s.P)]
+        out[s.root] = {c: (c, full_mask(s.P)) for c in range(len(s.chunk_off))}
+        return out

@@ -1,0 +1,59 @@
+"""The one registry: collectives by name, algorithms by (collective, name).
+
+Unknown names raise ``ValueError`` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from .allgather import AllGather
+from .allreduce import AllReduce
+from .alltoall import AllToAll
+from .broadcast import Broadcast
+from .reduce import Reduce
+from .reduce_scatter import ReduceScatter
+
+COLLECTIVES = {c.name: c for c in (AllReduce(), AllGather(), ReduceScatter(), AllToAll(), Broadcast(), Reduce())}
+# (collective, algorithm) -> builder(spec, P, count, root, topology, **params) -> Schedule
+ALGORITHMS: dict[tuple[str, str], callable] = {}
+
+
+class AlgorithmUnavailable(ValueError):
+    """The algorithm cannot run on this topology or device count (the message says why)."""
+
+
+def algorithm(collective: str, name: str):
+    """Decorator registering a schedule builder under ``(collective, name)``."""
+    def deco(fn):
+        if (collective, name) in ALGORITHMS:
+            raise RuntimeError(f"algorithm {collective}/{name} registered twice")
+        ALGORITHMS[(collective, name)] = fn
+        return fn
+    return deco
+
+
+def collective(name: str):
+    spec = COLLECTIVES.get(name)
+    if spec is None:
+        raise ValueError(f"unknown collective {name!r}; expected one of {', '.join(COLLECTIVES)}")
+    return spec
+
+
+def list_algorithms(collective_name: str) -> list[str]:
+    """Names of the algorithms registered for a collective.
+
+    >>> list_algorithms("alltoall")
+    ['direct', 'pairwise']
+    """
+    collective(collective_name)
+    return sorted(a for c, a in ALGORITHMS if c == collective_name)
+
+
+def builder(collective_name: str, name: str):
+    valid = list_algorithms(collective_name)
+    if name not in valid:
+        raise ValueError(f"unknown algorithm {name!r} for {collective_name}; expected one of {', '.join(valid)}")
+    return ALGORITHMS[(collective_name, name)]
+
+
+# Importing the algorithm modules registers them (plain Python: nothing compiles).
+from .algorithms import direct, ring  # noqa: E402,F401

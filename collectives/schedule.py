@@ -1,0 +1,190 @@
+"""Schedules: what every algorithm produces, and the checker that proves one correct.
+
+A schedule works on one buffer of ``length`` elements per device, cut into disjoint chunks
+(``chunk_off``, ``chunk_len``). It is a sequence of phases; a phase is ``repeat`` steps that share the
+same sender/receiver pairs. In step ``k`` of a phase, transfer ``i`` takes chunk ``src_chunk[i]`` of
+device ``src[i]`` and copies it into (or, with ``reduce``, reduces it into) chunk ``dst_chunk[i]`` of
+device ``dst[i]``. Every transfer of a step reads the buffers as they were when the step began;
+the checker makes sure no chunk is both read and written within a step, so executors can apply a
+step in place. A transfer with ``src == dst`` is a local copy and costs no network time.
+
+Nothing here knows about numba, MPI or timing: executors and the network model read the same object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+
+@dataclass
+class Step:
+    src: np.ndarray
+    dst: np.ndarray
+    src_chunk: np.ndarray
+    dst_chunk: np.ndarray
+    reduce: bool
+
+
+@dataclass
+class Phase:
+    """``repeat`` steps over fixed pairs ``src[i] -> dst[i]``; ``chunks(k)`` gives step k's chunk arrays."""
+
+    name: str
+    src: np.ndarray
+    dst: np.ndarray
+    chunks: Callable[[int], tuple[np.ndarray, np.ndarray]]
+    reduce: bool = False
+    repeat: int = 1
+
+    def __post_init__(self):
+        self.src = np.asarray(self.src, dtype=np.int64)
+        self.dst = np.asarray(self.dst, dtype=np.int64)
+
+
+def fixed(src_chunk, dst_chunk=None):
+    """A ``chunks`` callable for a one-step phase: always the same chunk arrays."""
+    s = np.asarray(src_chunk, dtype=np.int64)
+    d = s if dst_chunk is None else np.asarray(dst_chunk, dtype=np.int64)
+    return lambda k: (s, d)
+
+
+@dataclass
+class Schedule:
+    collective: str
+    algorithm: str
+    P: int
+    count: int
+    length: int
+    chunk_off: np.ndarray
+    chunk_len: np.ndarray
+    phases: list[Phase] = field(default_factory=list)
+    root: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return sum(p.repeat for p in self.phases)
+
+    def steps(self) -> Iterator[Step]:
+        for ph in self.phases:
+            for k in range(ph.repeat):
+                sc, dc = ph.chunks(k)
+                yield Step(ph.src, ph.dst, sc, dc, ph.reduce)
+
+    def timing(self, itemsize: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, bool, int]]:
+        """``(phase name, src, dst, nbytes, reduce, repeat)`` for the network model.
+
+        With equal chunks every step of a phase moves the same bytes over the same pairs, so the
+        phase is yielded once with its repeat count; otherwise step by step.
+        """
+        equal = bool(np.all(self.chunk_len == self.chunk_len[0])) if len(self.chunk_len) else True
+        for ph in self.phases:
+            if equal:
+                nb = np.full(len(ph.src), float(self.chunk_len[0] * itemsize) if len(self.chunk_len) else 0.0)
+                yield ph.name, ph.src, ph.dst, nb, ph.reduce, ph.repeat
+            else:
+                for k in range(ph.repeat):
+                    sc, _ = ph.chunks(k)
+                    yield ph.name, ph.src, ph.dst, self.chunk_len[sc].astype(np.float64) * itemsize, ph.reduce, 1
+
+
+def split(length: int, parts: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``length`` elements into ``parts`` contiguous chunks whose sizes differ by at most one.
+
+    >>> off, ln = split(10, 4)
+    >>> off.tolist(), ln.tolist()
+    ([0, 3, 6, 8], [3, 3, 2, 2])
+    """
+    base, extra = divmod(int(length), int(parts))
+    ln = np.full(parts, base, dtype=np.int64)
+    ln[:extra] += 1
+    off = offset + np.concatenate(([0], np.cumsum(ln)[:-1])).astype(np.int64)
+    return off, ln
+
+
+# -- checker ------------------------------------------------------------------------------------
+
+class ScheduleError(AssertionError):
+    """A schedule that does not compute its collective (raised by :func:`check`)."""
+
+
+def check(schedule: Schedule, spec) -> None:
+    """Follow chunk ownership symbolically through every step and prove the result right.
+
+    A chunk's content is ``(origin, contributors)``: which piece of input data it holds and the set
+    of devices whose values were reduced into it (a bitmask). Copies move content; reductions
+    require the same origin and disjoint contributors (nothing counted twice). At the end every
+    chunk the collective defines must hold exactly what ``spec.final_content`` says.
+    """
+    P, nch = schedule.P, len(schedule.chunk_off)
+    _check_chunks(schedule)
+    state = spec.initial_content(schedule)  # list (per device) of dict chunk -> (origin, mask)
+    for si, step in enumerate(schedule.steps()):
+        src, dst, sc, dc = step.src, step.dst, step.src_chunk, step.dst_chunk
+        if not (len(src) == len(dst) == len(sc) == len(dc)):
+            raise ScheduleError(f"step {si}: src/dst/chunk arrays differ in length")
+        for arr, what, hi in ((src, "device", P), (dst, "device", P), (sc, "chunk", nch), (dc, "chunk", nch)):
+            if len(arr) and (arr.min() < 0 or arr.max() >= hi):
+                raise ScheduleError(f"step {si}: {what} index out of range 0..{hi - 1}")
+        reads = set(zip(src.tolist(), sc.tolist()))
+        writes = {}
+        for s, d, a, b in zip(src.tolist(), dst.tolist(), sc.tolist(), dc.tolist()):
+            if schedule.chunk_len[a] != schedule.chunk_len[b]:
+                raise ScheduleError(f"step {si}: chunk {a} -> {b} lengths differ")
+            if schedule.chunk_len[a] == 0:
+                continue  # empty chunks carry nothing (count < P)
+            if (d, b) in reads:
+                raise ScheduleError(f"step {si}: device {d} chunk {b} is read and written in the same step")
+            content = state[s].get(a)
+            if content is None:
+                raise ScheduleError(f"step {si}: device {s} sends chunk {a}, which holds no data yet")
+            writes.setdefault((d, b), []).append(content)
+        for (d, b), contents in writes.items():
+            if not step.reduce:
+                if len(contents) > 1:
+                    raise ScheduleError(f"step {si}: device {d} chunk {b} is written by {len(contents)} copies")
+                state[d][b] = contents[0]
+                continue
+            origin, mask = state[d].get(b, (None, 0))
+            if origin is None:
+                raise ScheduleError(f"step {si}: device {d} reduces into chunk {b}, which holds no data")
+            for o, m in contents:
+                if o != origin:
+                    raise ScheduleError(f"step {si}: device {d} chunk {b} reduces data of origin {o} into {origin}")
+                if m & mask:
+                    raise ScheduleError(f"step {si}: device {d} chunk {b} counts device(s) "
+                                        f"{_devices(m & mask)} twice")
+                mask |= m
+            state[d][b] = (origin, mask)
+    expected = spec.final_content(schedule)
+    for d in range(P):
+        for c, want in expected[d].items():
+            if schedule.chunk_len[c] == 0:
+                continue
+            got = state[d].get(c)
+            if got != want:
+                raise ScheduleError(f"{schedule.collective}/{schedule.algorithm} P={P}: device {d} chunk {c} ends "
+                                    f"with {_show(got)}, expected {_show(want)}")
+
+
+def _check_chunks(s: Schedule):
+    off, ln = s.chunk_off, s.chunk_len
+    if len(off) != len(ln) or (len(ln) and (ln.min() < 0 or off.min() < 0 or (off + ln).max() > s.length)):
+        raise ScheduleError("chunk table out of the buffer")
+    order = np.argsort(off, kind="stable")
+    ends = (off + ln)[order]
+    if len(order) > 1 and np.any(off[order][1:] < ends[:-1]):
+        raise ScheduleError("chunks overlap")
+
+
+def _devices(mask: int) -> list[int]:
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
+
+
+def _show(content):
+    if content is None:
+        return "nothing"
+    return f"origin {content[0]} from devices {_devices(content[1])}"

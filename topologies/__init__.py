@@ -1,0 +1,8 @@
+"""Hardware topologies: validated NetworkX graphs of devices, switches and links, routing, and the
+contention-aware network model that gives a schedule its emulated time."""
+
+from .graph import Topology, add_link
+from .builders import full_mesh, ring, switch, torus, two_level
+from .routing import paths, route_pairs
+
+__all__ = ["Topology", "add_link", "full_mesh", "ring", "switch", "torus", "two_level", "paths", "route_pairs"]

@@ -1,0 +1,89 @@
+"""Parameters of the network model, in one place.
+
+Per link kind:
+
+- ``efficiency``: the fraction of a link's line rate that carries data (protocol headers, flow
+  control, CRC). A link of ``bw_GBps`` moves data at ``bw_GBps * efficiency``.
+- ``msg_us``: fixed cost of one message that crosses links of this kind (software and DMA setup,
+  synchronisation), added once per transfer on top of the links' ``lat_us``; a path through several
+  kinds pays the largest.
+
+Global:
+
+- ``call_us``: fixed cost of one collective call (kernel launch, bookkeeping), paid once.
+
+Values below are first estimates from the measured-vs-line-rate figures in
+``../shared/reference/hardware.md``; ``generic`` is an ideal link (no overhead) for textbook
+topologies and closed-form checks. Override them per topology (``topology.model``) or per call
+(``model=`` argument), e.g. ``{"nvlink": {"efficiency": 0.75}, "call_us": 5.0}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+LINK_DEFAULTS = {
+    # Ideal link: closed forms and user-built textbook topologies.
+    "generic": {"efficiency": 1.0, "msg_us": 0.0},
+    # hardware.md NVLink: NCCL reaches 370 GB/s of 450 line rate on H100, about 0.82.
+    "nvlink": {"efficiency": 0.82, "msg_us": 1.0},
+    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75.
+    "xgmi": {"efficiency": 0.75, "msg_us": 1.5},
+    # hardware.md Ascend 910B: 19-26 GB/s measured on a 28 GB/s link; 0.8 is an estimate at the top of that range.
+    "hccs": {"efficiency": 0.8, "msg_us": 2.0},
+    # hardware.md CloudMatrix 384: 150-210 GB/s measured per die pair on 196 GB/s-class UB links; estimate 0.85.
+    "ub": {"efficiency": 0.85, "msg_us": 1.0},
+    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94.
+    "ib": {"efficiency": 0.94, "msg_us": 2.5},
+    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9.
+    "roce": {"efficiency": 0.9, "msg_us": 3.0},
+    # Estimate: PCIe Gen4/5 x16 DMA reaches about 80% of line rate (NCCL models Gen4 x16 at 24 of 32 GB/s).
+    "pcie": {"efficiency": 0.8, "msg_us": 1.0},
+}
+GLOBAL_DEFAULTS = {"call_us": 0.0}
+LINK_PARAMS = ("efficiency", "msg_us")
+
+
+def resolve(topology_model: dict | None = None, call_model: dict | None = None) -> dict:
+    """Merge defaults, the topology's overrides and the call's overrides into one parameter dict.
+
+    >>> p = resolve({"nvlink": {"efficiency": 0.5}}, {"call_us": 3.0})
+    >>> p["nvlink"]["efficiency"], p["nvlink"]["msg_us"], p["call_us"]
+    (0.5, 1.0, 3.0)
+    """
+    params = {k: dict(v) for k, v in LINK_DEFAULTS.items()}
+    params.update(GLOBAL_DEFAULTS)
+    for layer in (topology_model or {}), (call_model or {}):
+        if not isinstance(layer, dict):
+            raise TypeError(f"model overrides must be a dict, got {type(layer).__name__}")
+        for key, value in layer.items():
+            if key in GLOBAL_DEFAULTS:
+                params[key] = _check(key, value, key)
+                continue
+            if key in LINK_PARAMS:
+                raise ValueError(f"model parameter {key!r} needs a link kind, e.g. {{'nvlink': {{{key!r}: ...}}}}")
+            if not isinstance(value, dict):
+                raise ValueError(f"model override for link kind {key!r} must be a dict of "
+                                 f"{', '.join(LINK_PARAMS)}; got {value!r}")
+            entry = params.setdefault(key, dict(LINK_DEFAULTS["generic"]))
+            for pk, pv in value.items():
+                if pk not in LINK_PARAMS and pk != "jitter":
+                    raise ValueError(f"unknown model parameter {pk!r} for link kind {key!r}; "
+                                     f"expected one of {', '.join(LINK_PARAMS)}")
+                entry[pk] = pv if pk == "jitter" else _check(pk, pv, f"{key}.{pk}")
+    return params
+
+
+def link_param(params: dict, kind: str, name: str) -> float:
+    """A link kind's parameter; kinds without an entry behave as ``generic``."""
+    return params.get(kind, params["generic"])[name]
+
+
+def _check(name, value, label):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"model parameter {label}={value!r}; expected a finite number")
+    if name == "efficiency" and not 0 < value <= 1:
+        raise ValueError(f"model parameter {label}={value!r}; expected 0 < efficiency <= 1")
+    if name != "efficiency" and value < 0:
+        raise ValueError(f"model parameter {label}={value!r}; expected a number >= 0")
+    return float(value)

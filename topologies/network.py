@@ -1,0 +1,360 @@
+"""The flow-level, contention-aware network model (the time plane).
+
+A transfer moves ``nbytes`` from one device to another along its routes (equal-cost paths share its
+load evenly). Concurrent transfers share every directed link max-min fairly: rates come from
+progressive filling and are recomputed whenever a transfer starts or finishes its data. A link
+carries data at ``bw_GBps * efficiency`` of its kind. A transfer ends ``latency`` after its last
+byte left, where ``latency`` is the sum of its hops' ``lat_us`` plus the per-message cost
+``msg_us`` of the slowest link kind on its path (see :mod:`topologies.model`).
+
+This module knows nothing of collectives: :func:`simulate_transfers` takes transfers with
+dependencies, and :class:`StepTimer` times one step of concurrent transfers, caching by pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from . import model as _model
+from .graph import Topology
+from .routing import route_pairs
+
+
+@dataclass
+class TransferResult:
+    """What :func:`simulate_transfers` returns. Times in seconds, per-link arrays indexed like
+    ``topology.arrays.edges``."""
+
+    time_s: float
+    start_s: np.ndarray
+    end_s: np.ndarray
+    link_bytes: np.ndarray
+    link_busy_s: np.ndarray
+    edges: list
+
+    def link_utilisation(self):
+        """``{(u, v): busy fraction of the total time}`` for links that carried data."""
+        if self.time_s <= 0:
+            return {}
+        return {self.edges[i]: float(self.link_busy_s[i] / self.time_s) for i in np.flatnonzero(self.link_bytes)}
+
+
+class LinkParams:
+    """Per-edge capacity (bytes/s) and per-edge message cost of a topology under resolved parameters."""
+
+    def __init__(self, topo: Topology, model: dict | None = None):
+        self.params = _model.resolve(topo.model, model)
+        a = topo.arrays
+        eff = np.array([_model.link_param(self.params, k, "efficiency") for k in a.link_kinds])
+        msg = np.array([_model.link_param(self.params, k, "msg_us") for k in a.link_kinds])
+        self.capacity_Bps = a.bw_GBps * 1e9 * eff[a.edge_kind]
+        self.msg_s = msg[a.edge_kind] * 1e-6
+        self.call_s = self.params["call_us"] * 1e-6
+
+
+def flow_latency_s(routes, link: LinkParams) -> np.ndarray:
+    """Per transfer: hop latencies (averaged over its equal-cost paths) plus the largest message cost."""
+    lat = routes.lat_us * 1e-6
+    msg = np.zeros(len(lat))
+    if routes.edge.size:
+        owner = np.repeat(np.arange(len(lat)), np.diff(routes.ptr))
+        np.maximum.at(msg, owner, link.msg_s[routes.edge])
+    return lat + msg
+
+
+def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=None) -> TransferResult:
+    """Simulate transfers with dependencies on ``topo``.
+
+    Parameters
+    ----------
+    topo : Topology
+    src, dst : array_like of int
+        Source and destination device of each transfer.
+    nbytes : array_like of float
+        Bytes of each transfer (>= 0).
+    deps : list of list of int, optional
+        ``deps[k]``: transfers that must end before transfer ``k`` starts.
+    model : dict, optional
+        Per-call overrides of the model parameters (see :mod:`topologies.model`).
+
+    Examples
+    --------
+    Two 1 GB transfers over one 10 GB/s link share it and both take 0.2 s:
+
+    >>> from topologies import ring
+    >>> t = ring(2, bw_GBps=10.0, lat_us=0.0)
+    >>> r = simulate_transfers(t, [0, 0], [1, 1], [1e9, 1e9])
+    >>> round(r.time_s, 9), r.end_s.tolist()
+    (0.2, [0.2, 0.2])
+    """
+    src = np.asarray(src, dtype=np.int64).ravel()
+    dst = np.asarray(dst, dtype=np.int64).ravel()
+    nbytes = np.asarray(nbytes, dtype=np.float64).ravel()
+    n = len(src)
+    if not (len(dst) == n and len(nbytes) == n):
+        raise ValueError(f"src, dst and nbytes must have the same length; got {n}, {len(dst)}, {len(nbytes)}")
+    bad = np.flatnonzero(~np.isfinite(nbytes) | (nbytes < 0))
+    if bad.size:
+        raise ValueError(f"transfer {int(bad[0])} has nbytes={nbytes[bad[0]]!r}; expected a finite number >= 0")
+    deps = [[] for _ in range(n)] if deps is None else deps
+    if len(deps) != n:
+        raise ValueError(f"deps has {len(deps)} entries for {n} transfers")
+    dep_ptr = np.zeros(n + 1, np.int64)
+    dep_ptr[1:] = np.cumsum([len(d) for d in deps])
+    dep_idx = np.fromiter((int(x) for d in deps for x in d), np.int64, int(dep_ptr[-1]))
+    badd = np.flatnonzero((dep_idx < 0) | (dep_idx >= n))
+    if badd.size:
+        raise ValueError(f"dependency on transfer {int(dep_idx[badd[0]])}, which does not exist (0..{n - 1})")
+    cycle = _find_cycle(dep_ptr, dep_idx, n)
+    if cycle >= 0:
+        raise ValueError(f"dependency cycle through transfer {cycle}")
+    routes = route_pairs(topo, src, dst)
+    link = LinkParams(topo, model)
+    lat = flow_latency_s(routes, link)
+    start, end, busy = _run_flows(routes.ptr, routes.edge, routes.frac, link.capacity_Bps, nbytes, lat,
+                                  dep_ptr, dep_idx)
+    link_bytes = _link_bytes(routes, nbytes, len(link.capacity_Bps))
+    total = float(end.max()) + link.call_s if n else link.call_s
+    return TransferResult(total, start, end, link_bytes, busy, topo.arrays.edges)
+
+
+def _link_bytes(routes, nbytes, n_edges):
+    owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
+    return np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=n_edges)
+
+
+class StepTimer:
+    """Times steps of concurrent transfers (all start together, no dependencies) on one topology.
+
+    Steps are cached by their (src, dst, nbytes) content, and routes by their pairs, so a ring's
+    2(P-1) identical steps and a sweep over message sizes cost one solve per distinct pattern.
+    """
+
+    def __init__(self, topo: Topology, model: dict | None = None):
+        self.topo = topo
+        self.link = LinkParams(topo, model)
+        self._cache = {}
+
+    def time(self, src, dst, nbytes):
+        """``(step_time_s, link_bytes)`` for transfers ``src[k] -> dst[k]`` of ``nbytes[k]`` started at once."""
+        key = (src.tobytes(), dst.tobytes(), np.asarray(nbytes, np.float64).tobytes())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        remote = src != dst
+        s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
+        if len(s) == 0:
+            out = (0.0, None)
+        else:
+            routes = route_pairs(self.topo, s, d)
+            lat = flow_latency_s(routes, self.link)
+            none = np.zeros(len(s) + 1, np.int64)
+            start, end, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, b, lat,
+                                       none, none[:0])
+            out = (float(end.max()), (routes, b))
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
+
+
+@numba.njit(cache=True)
+def _find_cycle(dep_ptr, dep_idx, n):
+    """Kahn's algorithm; returns a transfer on a cycle, or -1."""
+    indeg = np.zeros(n, np.int64)
+    succ_cnt = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        indeg[k] = dep_ptr[k + 1] - dep_ptr[k]
+        for i in range(dep_ptr[k], dep_ptr[k + 1]):
+            succ_cnt[dep_idx[i] + 1] += 1
+    succ_ptr = np.cumsum(succ_cnt)
+    fill = succ_ptr[:-1].copy()
+    succ = np.empty(dep_idx.size, np.int64)
+    for k in range(n):
+        for i in range(dep_ptr[k], dep_ptr[k + 1]):
+            succ[fill[dep_idx[i]]] = k
+            fill[dep_idx[i]] += 1
+    stack = np.empty(n, np.int64)
+    top = 0
+    for k in range(n):
+        if indeg[k] == 0:
+            stack[top] = k
+            top += 1
+    seen = 0
+    while top > 0:
+        top -= 1
+        k = stack[top]
+        seen += 1
+        for i in range(succ_ptr[k], succ_ptr[k + 1]):
+            j = succ[i]
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                stack[top] = j
+                top += 1
+    if seen == n:
+        return -1
+    for k in range(n):
+        if indeg[k] > 0:
+            return k
+    return -1
+
+
+@numba.njit(cache=True)
+def _maxmin(active, ptr, edge, frac, capacity, rate):
+    """Max-min fair rates by progressive filling; a flow uses ``frac`` of its rate on each of its edges."""
+    n = active.size
+    frozen = np.empty(n, np.bool_)
+    left = capacity.copy()
+    weight = np.zeros(capacity.size)
+    n_free = 0
+    for f in range(n):
+        rate[f] = 0.0
+        frozen[f] = not active[f]
+        if active[f]:
+            n_free += 1
+    while n_free > 0:
+        weight[:] = 0.0
+        for f in range(n):
+            if not frozen[f]:
+                for i in range(ptr[f], ptr[f + 1]):
+                    weight[edge[i]] += frac[i]
+        inc = np.inf
+        for e in range(capacity.size):
+            if weight[e] > 0.0:
+                v = left[e] / weight[e]
+                if v < inc:
+                    inc = v
+        if inc == np.inf:  # flows on no link (should not happen for remote transfers)
+            for f in range(n):
+                if not frozen[f]:
+                    rate[f] = np.inf
+                    frozen[f] = True
+            break
+        for e in range(capacity.size):
+            if weight[e] > 0.0:
+                left[e] -= inc * weight[e]
+        for f in range(n):
+            if not frozen[f]:
+                rate[f] += inc
+        # Freeze the flows that cross a now-saturated edge.
+        for f in range(n):
+            if frozen[f]:
+                continue
+            for i in range(ptr[f], ptr[f + 1]):
+                e = edge[i]
+                if left[e] <= 1e-12 * capacity[e]:
+                    frozen[f] = True
+                    n_free -= 1
+                    break
+    return rate
+
+
+@numba.njit(cache=True)
+def _run_flows(ptr, edge, frac, capacity, nbytes, lat, dep_ptr, dep_idx):
+    """Event loop: start transfers when their dependencies end, share links max-min, finish in order.
+
+    Returns per-transfer start and end times and per-edge busy time (seconds).
+    """
+    n = nbytes.size
+    start = np.full(n, np.inf)
+    end = np.full(n, np.inf)
+    data_done = np.full(n, np.inf)
+    busy = np.zeros(capacity.size)
+    remaining = nbytes.copy()
+    active = np.zeros(n, np.bool_)
+    pending = np.zeros(n, np.int64)
+    rate = np.zeros(n)
+    # Successor lists from dependency lists.
+    succ_cnt = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        pending[k] = dep_ptr[k + 1] - dep_ptr[k]
+        for i in range(dep_ptr[k], dep_ptr[k + 1]):
+            succ_cnt[dep_idx[i] + 1] += 1
+    succ_ptr = np.cumsum(succ_cnt)
+    fill = succ_ptr[:-1].copy()
+    succ = np.empty(dep_idx.size, np.int64)
+    for k in range(n):
+        for i in range(dep_ptr[k], dep_ptr[k + 1]):
+            succ[fill[dep_idx[i]]] = k
+            fill[dep_idx[i]] += 1
+    ready = np.full(n, np.inf)  # when a transfer may start
+    for k in range(n):
+        if pending[k] == 0:
+            ready[k] = 0.0
+    t = 0.0
+    done = 0
+    on_link = np.zeros(capacity.size, np.bool_)
+    while done < n:
+        # Start every transfer whose start time has come.
+        for k in range(n):
+            if ready[k] <= t and start[k] == np.inf:
+                start[k] = ready[k]
+                if remaining[k] <= 0.0 or ptr[k + 1] == ptr[k]:
+                    data_done[k] = start[k]
+                    end[k] = start[k] + lat[k]
+                    done += 1
+                    for i in range(succ_ptr[k], succ_ptr[k + 1]):
+                        j = succ[i]
+                        pending[j] -= 1
+                        if pending[j] == 0:
+                            r = 0.0
+                            for q in range(dep_ptr[j], dep_ptr[j + 1]):
+                                r = max(r, end[dep_idx[q]])
+                            ready[j] = r
+                else:
+                    active[k] = True
+        n_active = 0
+        for k in range(n):
+            if active[k]:
+                n_active += 1
+        next_start = np.inf
+        for k in range(n):
+            if start[k] == np.inf and ready[k] < next_start:
+                next_start = ready[k]
+        if n_active == 0:
+            if next_start == np.inf:
+                break
+            t = next_start
+            continue
+        _maxmin(active, ptr, edge, frac, capacity, rate)
+        dt = np.inf
+        for k in range(n):
+            if active[k]:
+                v = remaining[k] / rate[k]
+                if v < dt:
+                    dt = v
+        if next_start - t < dt:
+            dt = next_start - t
+        on_link[:] = False
+        for k in range(n):
+            if active[k]:
+                for i in range(ptr[k], ptr[k + 1]):
+                    on_link[edge[i]] = True
+        for e in range(capacity.size):
+            if on_link[e]:
+                busy[e] += dt
+        t_new = t + dt
+        for k in range(n):
+            if not active[k]:
+                continue
+            if remaining[k] <= rate[k] * dt * (1.0 + 1e-12):
+                remaining[k] = 0.0
+                active[k] = False
+                data_done[k] = t_new
+                end[k] = t_new + lat[k]
+                done += 1
+                for i in range(succ_ptr[k], succ_ptr[k + 1]):
+                    j = succ[i]
+                    pending[j] -= 1
+                    if pending[j] == 0:
+                        r = 0.0
+                        for q in range(dep_ptr[j], dep_ptr[j + 1]):
+                            r = max(r, end[dep_idx[q]])
+                        ready[j] = r
+            else:
+                remaining[k] -= rate[k] * dt
+        t = t_new
+    return start, end, busy

@@ -1,0 +1,217 @@
+"""Routes between devices: shortest paths by hop count, with the load split evenly over equal-cost paths.
+
+A path may pass through switches, NICs and CPUs, and through a device only if that device has
+``forward=True``. Routes are computed by a jitted breadth-first search over the topology's CSR arrays
+(:class:`~topologies.graph.TopologyArrays`) and cached per topology and set of pairs.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numba
+import numpy as np
+
+from .graph import Topology
+
+
+def paths(topo: Topology, src: int, dst: int) -> list[list]:
+    """All equal-cost (fewest-hop) paths from device ``src`` to device ``dst``, as lists of nodes.
+
+    >>> from topologies import switch
+    >>> paths(switch(3), 0, 2)
+    [['dev0', 'sw0', 'dev2']]
+    """
+    a, b = topo.device_node(src), topo.device_node(dst)
+    if a == b:
+        return [[a]]
+    g = topo.graph
+    relay = [n for n in g.nodes if n in (a, b) or g.nodes[n]["kind"] != "device" or g.nodes[n].get("forward")]
+    return sorted(nx.all_shortest_paths(g.subgraph(relay), a, b), key=lambda p: [str(x) for x in p])
+
+
+class Routes:
+    """Routes of a set of device pairs in CSR form: pair ``k`` uses edge ``edge[ptr[k]:ptr[k+1]]`` with
+    the fraction ``frac[...]`` of its traffic (1.0 on a single path, 1/m over m parallel paths)."""
+
+    __slots__ = ("ptr", "edge", "frac", "lat_us", "hops")
+
+    def __init__(self, ptr, edge, frac, lat_us, hops):
+        self.ptr, self.edge, self.frac, self.lat_us, self.hops = ptr, edge, frac, lat_us, hops
+
+
+def route_pairs(topo: Topology, src, dst) -> Routes:
+    """Routes for device pairs ``(src[k], dst[k])``; cached on the topology by the pair arrays.
+
+    Raises ``ValueError`` naming the first pair with no path or a device out of range.
+    """
+    src = np.ascontiguousarray(src, dtype=np.int64)
+    dst = np.ascontiguousarray(dst, dtype=np.int64)
+    key = (src.tobytes(), dst.tobytes())
+    cache = topo.__dict__.setdefault("_route_cache", {})
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    P = topo.num_devices
+    for arr in (src, dst):
+        bad = np.flatnonzero((arr < 0) | (arr >= P))
+        if bad.size:
+            raise ValueError(f"transfer names device {int(arr[bad[0]])}, not in topology {topo.name!r} "
+                             f"(devices 0..{P - 1})")
+    a = topo.arrays
+    order = np.argsort(src, kind="stable")
+    ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
+                                                  a.in_edges, a.edge_src, a.transit)
+    if status >= 0:
+        k = order[status]
+        raise ValueError(f"no path from device {int(src[k])} to device {int(dst[k])} in topology {topo.name!r}")
+    # Back to the caller's pair order.
+    counts = np.diff(ptr)
+    inv_counts = counts[np.argsort(order)]
+    new_ptr = np.zeros(len(src) + 1, np.int64)
+    np.cumsum(inv_counts, out=new_ptr[1:])
+    take = _regather(ptr, np.argsort(order), new_ptr)
+    edge, frac = edge[take], frac[take]
+    hop_counts = hops[np.argsort(order)]
+    lat = np.zeros(len(src))
+    np.add.at(lat, np.repeat(np.arange(len(src)), np.diff(new_ptr)), frac * a.lat_us[edge])
+    routes = Routes(new_ptr, edge, frac, lat, hop_counts)
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = routes
+    return routes
+
+
+@numba.njit(cache=True)
+def _regather(ptr, perm, new_ptr):
+    out = np.empty(new_ptr[-1], np.int64)
+    for k in range(perm.size):
+        j = perm[k]
+        n = ptr[j + 1] - ptr[j]
+        for i in range(n):
+            out[new_ptr[k] + i] = ptr[j] + i
+    return out
+
+
+@numba.njit(cache=True)
+def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit):
+    """Pairs sorted by source: one BFS per distinct source, one backward sweep per destination.
+
+    The fraction of (s, t) traffic on edge u->v is sigma_s(u) * sigma_t(v) / sigma_s(t), sigma_s
+    counting shortest paths from s and sigma_t shortest paths to t: an even split over all paths.
+    Returns (ptr, edge, frac, hops, status); status is the index of an unroutable pair or -1.
+    """
+    n_nodes = out_ptr.size - 1
+    npairs = src.size
+    ptr = np.zeros(npairs + 1, np.int64)
+    cap = max(16, npairs * 4)
+    edge = np.empty(cap, np.int64)
+    frac = np.empty(cap, np.float64)
+    hops = np.zeros(npairs, np.int64)
+    dist = np.full(n_nodes, -1, np.int64)
+    sigma = np.zeros(n_nodes, np.float64)
+    sigma_t = np.zeros(n_nodes, np.float64)
+    mark = np.zeros(n_nodes, np.bool_)
+    queue = np.empty(n_nodes, np.int64)
+    layer = np.empty(n_nodes, np.int64)
+    nxt = np.empty(n_nodes, np.int64)
+    touched = np.empty(n_nodes, np.int64)
+    pos = 0
+    k = 0
+    while k < npairs:
+        s = src[k]
+        kend = k
+        while kend < npairs and src[kend] == s:
+            kend += 1
+        # BFS from s over relaying nodes, counting shortest paths; it stops once every target of s
+        # is reached and the layer being expanded lies beyond the farthest of them.
+        dist[s] = 0
+        sigma[s] = 1.0
+        head = 0
+        tail = 1
+        queue[0] = s
+        wanted = 0
+        for j in range(k, kend):
+            if not mark[dst[j]]:
+                mark[dst[j]] = True
+                wanted += 1
+        found = 0
+        if mark[s]:
+            found = 1
+        far = -1
+        while head < tail:
+            u = queue[head]
+            head += 1
+            if found == wanted and dist[u] >= far:
+                break
+            if u != s and not transit[u]:
+                continue
+            for e in range(out_ptr[u], out_ptr[u + 1]):
+                v = edge_dst[e]
+                if dist[v] < 0:
+                    dist[v] = dist[u] + 1
+                    queue[tail] = v
+                    tail += 1
+                    if mark[v]:
+                        found += 1
+                        far = max(far, dist[v])
+                if dist[v] == dist[u] + 1:
+                    sigma[v] += sigma[u]
+        for j in range(k, kend):
+            mark[dst[j]] = False
+        for j in range(k, kend):
+            t = dst[j]
+            if t == s:
+                ptr[j + 1] = pos
+                continue
+            if dist[t] < 0:
+                return ptr, edge[:pos], frac[:pos], hops, j
+            hops[j] = dist[t]
+            # Backward sweep from t, layer by layer, over edges of the shortest-path DAG.
+            sigma_t[t] = 1.0
+            nl = 1
+            layer[0] = t
+            nt = 0
+            touched[nt] = t
+            nt += 1
+            while nl > 0:
+                nn = 0
+                for li in range(nl):
+                    v = layer[li]
+                    for ie in range(in_ptr[v], in_ptr[v + 1]):
+                        e = in_edges[ie]
+                        u = edge_src[e]
+                        if dist[u] != dist[v] - 1 or dist[u] < 0:
+                            continue
+                        if u != s and not transit[u]:
+                            continue
+                        if pos >= edge.size:
+                            edge2 = np.empty(edge.size * 2, np.int64)
+                            frac2 = np.empty(edge.size * 2, np.float64)
+                            edge2[:pos] = edge[:pos]
+                            frac2[:pos] = frac[:pos]
+                            edge = edge2
+                            frac = frac2
+                        edge[pos] = e
+                        frac[pos] = sigma[u] * sigma_t[v] / sigma[t]
+                        pos += 1
+                        if not mark[u]:
+                            mark[u] = True
+                            nxt[nn] = u
+                            nn += 1
+                            touched[nt] = u
+                            nt += 1
+                        sigma_t[u] += sigma_t[v]
+                for li in range(nn):
+                    layer[li] = nxt[li]
+                    mark[nxt[li]] = False
+                nl = nn
+                if nl == 1 and layer[0] == s:
+                    nl = 0
+            for i in range(nt):
+                sigma_t[touched[i]] = 0.0
+            ptr[j + 1] = pos
+        for i in range(tail):
+            dist[queue[i]] = -1
+            sigma[queue[i]] = 0.0
+        k = kend
+    return ptr, edge[:pos], frac[:pos], hops, -1
