@@ -26,8 +26,8 @@ class AllReduce(Collective):
     def count_for_nbytes(self, nbytes, P, itemsize):
         return nbytes // itemsize
 
-    def reference(self, data, op, root):
-        return np_reduce(data, op)[None, :].repeat(data.shape[0], axis=0)
+    def reference(self, data, op, root, reducer=np_reduce):
+        return reducer(data, op)[None, :].repeat(data.shape[0], axis=0)
 
     def initial_content(self, s):
         return [{c: (c, 1 << d) for c in range(len(s.chunk_off))} for d in range(s.P)]

@@ -88,22 +88,18 @@ def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None)
     spec.count_from_shape(data.shape, data.shape[0])
     if name == "bfloat16" and spec.reduces:
         wide = (data.astype(np.uint32) << 16).view(np.float32)
-        return kernels._bf16_bits(_bf16_reference(spec, wide, op, root))
+        return kernels._bf16_bits(spec.reference(wide, op, root, reducer=_bf16_reduce))
     return spec.reference(data, op, root)
 
 
-def _bf16_reference(spec, wide, op, root):
-    # Each pairwise step rounds to bfloat16, as the kernels do; done row by row in device order.
-    if op in ("sum", "avg", "prod", "min", "max"):
-        acc = wide[0].copy()
-        fn = {"sum": np.add, "avg": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}[op]
-        for row in wide[1:]:
-            acc = (kernels._bf16_bits(fn(acc, row)).astype(np.uint32) << 16).view(np.float32)
-        if op == "avg":
-            acc = acc / np.float32(wide.shape[0])
-        fake = acc[None, :].repeat(wide.shape[0], axis=0)
-        return spec.reference(fake, "max", root)  # every row holds the total: max picks it unchanged
-    raise ValueError(op)
+def _bf16_reduce(wide: np.ndarray, op: str) -> np.ndarray:
+    """Reduce float32-widened bfloat16 rows in device order, rounding to bfloat16 after every step
+    as the kernels do."""
+    fn = {"sum": np.add, "avg": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}[op]
+    acc = wide[0].copy()
+    for row in wide[1:]:
+        acc = (kernels._bf16_bits(fn(acc, row)).astype(np.uint32) << 16).view(np.float32)
+    return acc / np.float32(wide.shape[0]) if op == "avg" else acc
 
 
 def _check_data(data, dtype):

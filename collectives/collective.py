@@ -52,8 +52,9 @@ class Collective:
     def extract(self, buf: np.ndarray, P: int, count: int, root: int) -> np.ndarray:
         return buf
 
-    def reference(self, data: np.ndarray, op: str, root: int) -> np.ndarray:
-        """The numpy result for input ``data`` of shape ``input_shape``."""
+    def reference(self, data: np.ndarray, op: str, root: int, reducer=None) -> np.ndarray:
+        """The numpy result for input ``data`` of shape ``input_shape``; reductions over devices go
+        through ``reducer(data, op)`` (default :func:`np_reduce`)."""
         raise NotImplementedError
 
     # -- checker view ---------------------------------------------------------------------------
@@ -67,15 +68,15 @@ class Collective:
 def np_reduce(data: np.ndarray, op: str, axis=0) -> np.ndarray:
     """numpy reference of a reduction over ``axis`` (``avg`` truncates integers toward zero)."""
     if op == "sum":
-        return np.add.reduce(data, axis=axis)
+        return np.add.reduce(data, axis=axis, dtype=data.dtype)
     if op == "prod":
-        return np.multiply.reduce(data, axis=axis)
+        return np.multiply.reduce(data, axis=axis, dtype=data.dtype)
     if op == "min":
         return np.minimum.reduce(data, axis=axis)
     if op == "max":
         return np.maximum.reduce(data, axis=axis)
     if op == "avg":
-        total = np.add.reduce(data, axis=axis)
+        total = np.add.reduce(data, axis=axis, dtype=data.dtype)
         n = data.shape[axis]
         if total.dtype.kind in "iu":
             return (np.sign(total) * (np.abs(total) // n)).astype(total.dtype)

@@ -119,11 +119,15 @@ def _reduce_range(dst, doff, src, soff, n, op, fmt):
             dst[doff + i] = dst[doff + i] + src[soff + i]
 
 
-@numba.njit(cache=True, parallel=True)
 def reduce_into(dst, src, op=SUM, fmt=NATIVE):
     """``dst[i] = dst[i] (op) src[i]`` for 1-D arrays of one dtype, split into blocks across threads."""
+    nblocks = max(1, min(numba.get_num_threads() * 4, dst.size // 65536))
+    _reduce_blocks(dst, src, op, fmt, nblocks)
+
+
+@numba.njit(cache=True, parallel=True)
+def _reduce_blocks(dst, src, op, fmt, nblocks):
     n = dst.size
-    nblocks = max(1, min(numba.get_num_threads() * 4, n // 65536))
     step = (n + nblocks - 1) // nblocks
     for b in prange(nblocks):
         lo = b * step

@@ -16,8 +16,8 @@ class Reduce(AllReduce):
     def extract(self, buf, P, count, root):
         return buf[root].copy()
 
-    def reference(self, data, op, root):
-        return np_reduce(data, op)
+    def reference(self, data, op, root, reducer=np_reduce):
+        return reducer(data, op)
 
     def final_content(self, s):
         out = [{} for _ in range(s.P)]

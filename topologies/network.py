@@ -98,7 +98,7 @@ def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=Non
         raise ValueError(f"src, dst and nbytes must have the same length; got {n}, {len(dst)}, {len(nbytes)}")
     bad = np.flatnonzero(~np.isfinite(nbytes) | (nbytes < 0))
     if bad.size:
-        raise ValueError(f"transfer {int(bad[0])} has nbytes={nbytes[bad[0]]!r}; expected a finite number >= 0")
+        raise ValueError(f"transfer {int(bad[0])} has nbytes={float(nbytes[bad[0]]):g}; expected a finite number >= 0")
     deps = [[] for _ in range(n)] if deps is None else deps
     if len(deps) != n:
         raise ValueError(f"deps has {len(deps)} entries for {n} transfers")

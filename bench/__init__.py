@@ -1,0 +1,1 @@
+"""What users run: the nccl-tests-style benchmark CLI, the scaling-loss study, the regression suite."""

@@ -1,0 +1,59 @@
+"""The ``ccemu`` command: one subcommand per job, each registered by its module.
+
+A command module exposes ``register(subparsers)``, which adds its parser and sets
+``func=handler``; ``handler(args)`` returns the exit status. ``ValueError``, ``TypeError``,
+``OSError`` and :class:`~bench.errors.UsageError` become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UsageError, fail
+
+# Modules that add a subcommand; a module not written yet is skipped.
+COMMAND_MODULES = ("nccl_tests", "topo_cmd", "scaling_cmd", "regress_cmd", "validate_cmd")
+COLLECTIVE_COMMANDS = ("allreduce", "allgather", "reduce_scatter", "alltoall", "broadcast", "reduce")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, as argparse does, but without the usage block
+        raise UsageError(message)
+
+
+def build_parser(prog="ccemu") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="ccemu: emulate collective communication on modelled accelerator systems")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = __import__(f"bench.{name}", fromlist=["register"])
+        except ModuleNotFoundError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv=None, prog="ccemu") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # ``python -m bench allreduce ...`` and ``ccemu allreduce ...`` mean ``ccemu bench allreduce ...``.
+    if argv and argv[0] in COLLECTIVE_COMMANDS:
+        argv = ["bench"] + argv
+    try:
+        parser = build_parser(prog)
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, TypeError, OSError) as exc:
+        return _fail_everywhere(prog, exc)
+    except KeyboardInterrupt:
+        return fail(prog, "interrupted", 130)
+
+
+def _fail_everywhere(prog, exc) -> int:
+    """Print the error once and, under MPI with several ranks, end every rank (never a hang)."""
+    from . import mpi_support
+
+    status = fail(prog, exc)
+    mpi_support.abort_others(status)
+    return status

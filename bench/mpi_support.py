@@ -1,0 +1,35 @@
+"""Whether we run under MPI, without importing mpi4py when we do not."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_ENV_HINTS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process (then mpi4py is imported)."""
+    return any(k in os.environ for k in _ENV_HINTS)
+
+
+def world():
+    """``(comm, rank, size)``; ``(None, 0, 1)`` outside an MPI launch."""
+    if not launched_by_mpi():
+        return None, 0, 1
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return comm, comm.Get_rank(), comm.Get_size()
+
+
+def abort_others(status: int) -> None:
+    """After an error on this rank, end all ranks with ``status`` so none waits forever."""
+    if "mpi4py.MPI" not in sys.modules:
+        return
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+        sys.stderr.flush()
+        sys.stdout.flush()
+        MPI.COMM_WORLD.Abort(status)

@@ -1,0 +1,351 @@
+"""``ccemu bench <collective>`` / ``python -m bench <collective>``: nccl-tests' flags, table and JSON.
+
+The time, algbw and busbw columns are the emulated figures on the chosen topology; the data really
+moves (Numba kernels in one process, or across MPI ranks under ``mpirun``) and ``#wrong`` counts the
+elements that differ from the expected result, as nccl-tests does. Extra columns after nccl-tests'
+own: the algorithm used, bus efficiency (busbw / per-device peak) and host wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+
+import numpy as np
+
+from collectives import dtypes, registry
+from collectives.api import simulate
+from collectives.kernels import OPS
+
+from .errors import UsageError, write_atomic
+from .mpi_support import world
+
+VERSION = "0.1.0"
+PERF_NAMES = {"allreduce": "all_reduce_perf", "allgather": "all_gather_perf", "reduce_scatter": "reduce_scatter_perf",
+              "alltoall": "alltoall_perf", "broadcast": "broadcast_perf", "reduce": "reduce_perf"}
+DEFAULT_TOPOLOGY = "atlas800t-a2"
+# Refuse in-process data runs whose buffers would not fit comfortably in this host's memory.
+MAX_LOCAL_BYTES = 6 * 2**30
+
+
+def parse_size(text: str) -> int:
+    """nccl-tests sizes: an integer with an optional K/M/G suffix (binary: 1K = 1024).
+
+    >>> parse_size("128M"), parse_size("8"), parse_size("1g")
+    (134217728, 8, 1073741824)
+    """
+    t = str(text).strip()
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:].upper(), 1)
+    digits = t[:-1] if mult > 1 else t
+    if not digits.isdigit():
+        raise UsageError(f"size {text!r} is not a whole number of bytes with an optional K/M/G suffix")
+    return int(digits) * mult
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="nccl-tests-style benchmark of one collective",
+                       description="Run a collective over a size sweep and print nccl-tests' table with emulated times.")
+    p.add_argument("collective", choices=list(PERF_NAMES), metavar="COLLECTIVE",
+                   help="one of " + ", ".join(PERF_NAMES))
+    p.add_argument("-b", "--minbytes", default="32M", help="smallest size (default 32M)")
+    p.add_argument("-e", "--maxbytes", default="32M", help="largest size (default 32M)")
+    p.add_argument("-i", "--stepbytes", default="1M", help="fixed size increment (default 1M)")
+    p.add_argument("-f", "--stepfactor", type=float, default=None, help="multiplicative size factor (overrides -i)")
+    p.add_argument("-n", "--iters", type=int, default=20, help="timed iterations (default 20)")
+    p.add_argument("-w", "--warmup_iters", type=int, default=1, help="warm-up iterations (default 1)")
+    p.add_argument("-c", "--check", type=int, default=1, help="check results (0: no, prints N/A)")
+    p.add_argument("-d", "--datatype", default="float", help="int8|uint8|int32|uint32|int64|uint64|half|float|double|bfloat16|all")
+    p.add_argument("-o", "--op", default="sum", help="sum|prod|min|max|avg|all")
+    p.add_argument("-r", "--root", type=int, default=0, help="root device of broadcast/reduce")
+    p.add_argument("-a", "--average", type=int, default=1, choices=[0, 1, 2, 3],
+                   help="host times across ranks: 0 rank 0, 1 mean, 2 min, 3 max")
+    p.add_argument("-J", "--output_file", default=None, help="also write nccl-tests' JSON layout to this file")
+    p.add_argument("--topology", default=DEFAULT_TOPOLOGY, help=f"preset name or topology file (default {DEFAULT_TOPOLOGY})")
+    p.add_argument("--nodes", type=int, default=None, help="number of servers for a preset (default 1)")
+    p.add_argument("--algo", default="auto", help="algorithm name or auto (default auto)")
+    p.add_argument("--model-only", action="store_true", help="emulated time only: no data, any device count, no mpirun")
+    p.add_argument("--devices-per-rank", type=int, default=None, help="devices hosted by each MPI rank")
+    p.set_defaults(func=main)
+
+
+def sizes_from(args) -> list[int]:
+    lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
+    if lo > hi:
+        raise UsageError(f"-b {args.minbytes} is larger than -e {args.maxbytes}")
+    if args.stepfactor is not None:
+        if not (args.stepfactor > 1 and math.isfinite(args.stepfactor)):
+            raise UsageError(f"-f {args.stepfactor} must be a factor greater than 1")
+        out, s = [], lo
+        while s <= hi:
+            out.append(s)
+            s = max(s + 1, int(s * args.stepfactor))
+        return out
+    step = parse_size(args.stepbytes)
+    if step <= 0:
+        raise UsageError(f"-i {args.stepbytes} must be positive")
+    return list(range(lo, hi + 1, step)) if lo > 0 or hi > 0 else [0]
+
+
+def _choices(value, valid, what):
+    if value == "all":
+        return list(valid)
+    if value not in valid:
+        raise UsageError(f"unknown {what} {value!r}; expected one of {', '.join(valid)} or all")
+    return [value]
+
+
+def main(args) -> int:
+    from topologies import load_topology
+
+    coll = args.collective
+    spec = registry.collective(coll)
+    sizes = sizes_from(args)
+    for flag, value, least in (("-n", args.iters, 1), ("-w", args.warmup_iters, 0), ("-c", args.check, 0)):
+        if value < least:
+            raise UsageError(f"{flag} {value} must be >= {least}")
+    nccl_types = ["int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float", "double", "bfloat16"]
+    types = [dtypes.canonical(t) for t in _choices(args.datatype, nccl_types, "datatype")]
+    ops = _choices(args.op, OPS, "op") if spec.reduces else ["sum"]
+    if args.nodes is not None and args.nodes < 1:
+        raise UsageError(f"--nodes {args.nodes} must be >= 1")
+    topo = load_topology(args.topology, nodes=args.nodes)
+    P = topo.num_devices
+    if not 0 <= args.root < P:
+        raise UsageError(f"-r {args.root} is not a device of {topo.name} (0..{P - 1})")
+    if args.algo != "auto":
+        registry.builder(coll, args.algo)
+    comm, rank, nranks = (None, 0, 1) if args.model_only else world()
+    k = _devices_per_rank(args, P, nranks)
+    if not args.model_only and comm is None:
+        need = max(sizes) * P * 4 if sizes else 0
+        if need > MAX_LOCAL_BYTES:
+            raise UsageError(f"{P} devices x {max(sizes)} bytes need about {need / 2**30:.1f} GiB in one process; "
+                             "use --model-only, smaller -e, or mpirun with more ranks")
+
+    out = _Printer(rank == 0)
+    out.header(args, coll, sizes, topo, P, k, nranks, rank, comm)
+    rows = []
+    for dtype in types:
+        for op in ops:
+            for size in sizes:
+                rows.append(_one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size))
+                out.row(rows[-1])
+    wrong = sum(r["nwrong_total"] for r in rows)
+    busbws = [r[p]["bus_bw"] for r in rows for p in ("out_of_place", "in_place")]
+    avg_bus = float(np.mean(busbws)) if busbws else 0.0
+    out.footer(coll, wrong, avg_bus, args.check)
+    if args.output_file and rank == 0:
+        write_atomic(args.output_file, json.dumps(_json(args, coll, topo, P, rows, wrong, avg_bus), indent=2) + "\n")
+    return 1 if wrong else 0
+
+
+def _devices_per_rank(args, P, nranks) -> int:
+    if args.model_only:
+        return P
+    if args.devices_per_rank is not None:
+        k = args.devices_per_rank
+        if k < 1 or k * nranks != P:
+            raise UsageError(f"--devices-per-rank {k} x {nranks} ranks = {k * nranks} devices, but the topology "
+                             f"has {P}")
+        return k
+    if P % nranks:
+        raise UsageError(f"the topology has {P} devices, which {nranks} MPI ranks cannot share evenly; "
+                         "choose a rank count that divides it, or --model-only")
+    return P // nranks
+
+
+def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
+    size_item = dtypes.itemsize(dtype)
+    count = spec.count_for_nbytes(size, P, size_item)
+    nbytes = spec.nbytes(P, count, size_item)
+    if args.algo == "auto":
+        from collectives.auto import choose_result
+        sim = choose_result(spec.name, nbytes, topo, dtype, op, args.root)
+    else:
+        sim = simulate(spec.name, nbytes, topo, algorithm=args.algo, dtype=dtype, op=op, root=args.root)
+    row = {"size": nbytes, "count": count, "type": dtypes.NCCL_NAMES.get(dtype, dtype),
+           "redop": op if spec.reduces else "none",
+           "root": args.root if spec.name in ("broadcast", "reduce") else -1,
+           "algorithm": sim.algorithm, "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps}
+    total_wrong = 0
+    for place in ("out_of_place", "in_place"):
+        if args.model_only:
+            host_s, nwrong = math.nan, None
+        else:
+            host_s, nwrong = _run_data(args, spec, P, k, comm, rank, nranks, dtype, op, count, sim.algorithm,
+                                       in_place=(place == "in_place"))
+        total_wrong += nwrong or 0
+        row[place] = {"time": sim.time_s * 1e6, "alg_bw": sim.algbw_GBps, "bus_bw": sim.busbw_GBps,
+                      "nwrong": nwrong, "host_time": host_s * 1e6}
+    row["nwrong_total"] = total_wrong
+    return row
+
+
+# -- the data plane --------------------------------------------------------------------------------
+
+def device_input(spec, P, count, dtype, op, d):
+    """Deterministic input of device ``d``: small integers, so every order of reduction is exact.
+
+    Values are -1, 0 or 1 (0..2 for unsigned types; +-1 for prod), which keeps sums of up to 256
+    devices exact even in bfloat16.
+    """
+    x = spec.input_shape(P, count)[1]
+    i = np.arange(x, dtype=np.int64)
+    v = (d * 13 + i * 7) % 3
+    if op == "prod":
+        v = np.where((d * 7 + i) % 5 == 0, -1, 1)
+    elif dtype.startswith("uint"):
+        pass
+    else:
+        v = v - 1
+    if dtype.startswith("uint"):
+        v = np.abs(v)
+    if dtype == "bfloat16":
+        return (v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return v.astype(dtypes.storage(dtype) if dtype != "float16" else np.float16)
+
+
+def expected_rows(spec, P, count, dtype, op, root, devices):
+    """The expected result rows of ``devices`` (the reference on the full deterministic input)."""
+    from collectives.api import reference
+
+    full = np.stack([device_input(spec, P, count, dtype, op, d) for d in range(P)])
+    ref = reference(spec.name, full, op, root, dtype="bfloat16" if dtype == "bfloat16" else None)
+    if spec.name == "reduce":
+        return ref if root in devices else None
+    return ref[list(devices)]
+
+
+def _run_data(args, spec, P, k, comm, rank, nranks, dtype, op, count, algorithm, in_place):
+    from collectives import api
+
+    devices = range(rank * k, rank * k + k)
+    local = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
+    bf = "bfloat16" if dtype == "bfloat16" else None
+    if comm is None:
+        def call():
+            return api.run(spec.name, local, algorithm, op=op, root=args.root, dtype=bf)
+    else:
+        from collectives.executors import mpi as mpi_exec
+
+        def call():
+            return mpi_exec.run(spec.name, local, comm, algorithm, op=op, root=args.root, dtype=bf)
+    # In the emulator in-place and out-of-place run the same schedule on a work buffer; both are
+    # timed so the host columns show the run-to-run spread.
+    for _ in range(args.warmup_iters):
+        call()
+    if comm is not None:
+        comm.Barrier()
+    t0 = time.perf_counter()
+    for _ in range(args.iters):
+        result = call()
+    host_s = (time.perf_counter() - t0) / args.iters
+    if comm is not None:
+        host_s = _combine(comm, host_s, args.average)
+    if args.check == 0:
+        return host_s, None
+    want = expected_rows(spec, P, count, dtype, op, args.root, devices)
+    nwrong = 0 if want is None else int(np.count_nonzero(np.asarray(result).view(want.dtype) != want))
+    if comm is not None:
+        nwrong = comm.allreduce(nwrong)
+    return host_s, nwrong
+
+
+def _combine(comm, value, how):
+    values = comm.allgather(value)
+    return {0: values[0], 1: float(np.mean(values)), 2: min(values), 3: max(values)}[how]
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+def fmt_num(value, width) -> str:
+    """nccl-tests' column format: the narrowest of %.2f, %.1f, %.0f, %e that fits ``width``.
+
+    >>> fmt_num(12.3456, 6), fmt_num(1234.567, 6), fmt_num(123456.7, 6), fmt_num(1e9, 7)
+    (' 12.35', '1234.6', '123457', '1.000000e+09')
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'N/A':>{width}}"
+    for f in ("%.2f", "%.1f", "%.0f"):
+        s = f % value
+        if len(s) <= width:
+            return f"{s:>{width}}"
+    return "%e" % value
+
+
+class _Printer:
+    def __init__(self, enabled):
+        self.enabled = enabled
+
+    def p(self, text=""):
+        if self.enabled:
+            print(text, flush=True)
+
+    def header(self, args, coll, sizes, topo, P, k, nranks, rank, comm):
+        step = f"{args.stepfactor:g}(factor)" if args.stepfactor else f"{parse_size(args.stepbytes)}(bytes)"
+        mode = "model only, no data" if args.model_only else f"{nranks} rank(s) x {k} device(s)"
+        self.p(f"# nccl-tests version 2.19.6 layout, ccemu {VERSION} emulated: topology {topo.name} "
+               f"({P} devices), {mode}")
+        self.p(f"# Collective test starting: {PERF_NAMES[coll]}")
+        self.p(f"# nThread 1 nGpus {k} minBytes {min(sizes)} maxBytes {max(sizes)} step: {step} warmup iters: "
+               f"{args.warmup_iters} iters: {args.iters} agg iters: 1 validation: {args.check} graph: 0")
+        self.p("#")
+        self.p("# Using devices")
+        host = socket.gethostname()
+        pids = comm.allgather(os.getpid()) if comm is not None else [os.getpid()]
+        hosts = comm.allgather(host) if comm is not None else [host]
+        for d in range(min(P, 16)):
+            r = 0 if args.model_only else d // k
+            self.p(f"#  Rank {d:2d} Group  0 Pid {pids[r]:6d} on {hosts[r]:>10s} device {d:2d} [emulated] "
+                   f"{topo.name} device {d}")
+        if P > 16:
+            self.p(f"#  ... and {P - 16} more devices")
+        self.p("#")
+        self.p("#                                                              out-of-place                       "
+               "in-place          ")
+        self.p("#       size         count      type   redop    root     time   algbw   busbw  #wrong     time   "
+               "algbw   busbw  #wrong        algo  buseff   host_us")
+        self.p("#        (B)    (elements)                               (us)  (GB/s)  (GB/s)             (us)  "
+               "(GB/s)  (GB/s)                              (us)")
+
+    def row(self, r):
+        line = f"{r['size']:12d}  {r['count']:12d}  {r['type']:>8s}  {r['redop']:>6s}  {r['root']:6d}"
+        for place in ("out_of_place", "in_place"):
+            x = place_row = r[place]
+            wrong = "N/A" if x["nwrong"] is None else f"{x['nwrong']:g}"
+            line += (f"  {fmt_num(place_row['time'], 7)}  {fmt_num(x['alg_bw'], 6)}  {fmt_num(x['bus_bw'], 6)}"
+                     f"  {wrong:>6s}")
+        host = r["in_place"]["host_time"]
+        line += f"  {r['algorithm']:>10s}  {fmt_num(r['bus_efficiency'], 6)}  {fmt_num(host, 8)}"
+        self.p(line)
+
+    def footer(self, coll, wrong, avg_bus, check):
+        self.p(f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}")
+        self.p(f"# Avg bus bandwidth    : {avg_bus:g}")
+        self.p("#")
+        self.p(f"# Collective test concluded: {PERF_NAMES[coll]}")
+        self.p("")
+
+
+def _json(args, coll, topo, P, rows, wrong, avg_bus):
+    def place(x):
+        return {"time": x["time"], "alg_bw": x["alg_bw"], "bus_bw": x["bus_bw"], "nwrong": x["nwrong"],
+                "host_time": None if math.isnan(x["host_time"]) else x["host_time"]}
+
+    return {
+        "config": {"collective": PERF_NAMES[coll], "minBytes": parse_size(args.minbytes),
+                   "maxBytes": parse_size(args.maxbytes), "stepFactor": args.stepfactor,
+                   "stepBytes": parse_size(args.stepbytes), "iters": args.iters, "warmupIters": args.warmup_iters,
+                   "validation": args.check, "datatype": args.datatype, "op": args.op, "root": args.root},
+        "results": [{"size": r["size"], "count": r["count"], "type": r["type"], "redop": r["redop"], "root": r["root"],
+                     "out_of_place": place(r["out_of_place"]), "in_place": place(r["in_place"]),
+                     "ccemu": {"algorithm": r["algorithm"], "bus_efficiency": r["bus_efficiency"],
+                               "peak_GBps": r["peak_GBps"]}} for r in rows],
+        "out_of_bounds": {"count": wrong, "okay": wrong == 0},
+        "average_bus_bandwidth": {"bandwidth": avg_bus, "okay": True},
+        "ccemu": {"version": VERSION, "topology": topo.name, "devices": P, "algo": args.algo,
+                  "model_only": bool(args.model_only), "units": {"time": "us", "bw": "GB/s (1e9 B/s)"}},
+    }
