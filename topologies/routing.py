@@ -59,8 +59,13 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
                              f"(devices 0..{P - 1})")
     a = topo.arrays
     order = np.argsort(src, kind="stable")
-    ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
-                                                  a.in_edges, a.edge_src, a.transit)
+    rows = _source_rows(topo, np.unique(src))
+    if rows is None:
+        ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
+                                                      a.in_edges, a.edge_src, a.transit)
+    else:
+        ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows[0], rows[1], a.in_ptr, a.in_edges,
+                                                    a.edge_src, a.transit)
     if status >= 0:
         k = order[status]
         raise ValueError(f"no path from device {int(src[k])} to device {int(dst[k])} in topology {topo.name!r}")
@@ -72,13 +77,95 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
     take = _regather(ptr, np.argsort(order), new_ptr)
     edge, frac = edge[take], frac[take]
     hop_counts = hops[np.argsort(order)]
-    lat = np.zeros(len(src))
-    np.add.at(lat, np.repeat(np.arange(len(src)), np.diff(new_ptr)), frac * a.lat_us[edge])
+    lat = np.bincount(np.repeat(np.arange(len(src)), np.diff(new_ptr)), weights=frac * a.lat_us[edge],
+                      minlength=len(src))
     routes = Routes(new_ptr, edge, frac, lat, hop_counts)
     if len(cache) > 256:
         cache.clear()
     cache[key] = routes
     return routes
+
+
+# Full BFS results are kept per source device while they fit this budget: an all-to-all then pays
+# one BFS per device for all its P-1 steps, and a size sweep none.
+ROW_BUDGET_BYTES = 512 * 2**20
+
+
+def _source_rows(topo, sources):
+    """Per-source BFS distances and path counts for every device, computed on demand; None when the
+    (devices x nodes) table would exceed :data:`ROW_BUDGET_BYTES`."""
+    a = topo.arrays
+    n_nodes = len(a.nodes)
+    P = topo.num_devices
+    if P * n_nodes * 12 > ROW_BUDGET_BYTES:
+        return None
+    rows = topo.__dict__.get("_bfs_rows")
+    if rows is None:
+        rows = (np.full((P, n_nodes), -1, np.int32), np.zeros((P, n_nodes)), np.zeros(P, np.bool_))
+        topo.__dict__["_bfs_rows"] = rows
+    dist, sigma, have = rows
+    missing = sources[~have[sources]]
+    if missing.size:
+        _bfs_fill(missing, dist, sigma, a.out_ptr, a.edge_dst, a.transit)
+        have[missing] = True
+    return dist, sigma
+
+
+@numba.njit(cache=True)
+def _bfs_fill(sources, dist, sigma, out_ptr, edge_dst, transit):
+    """Complete BFS (distances and shortest-path counts) from each source into its row."""
+    queue = np.empty(dist.shape[1], np.int64)
+    for s in sources:
+        d = dist[s]
+        sg = sigma[s]
+        d[s] = 0
+        sg[s] = 1.0
+        head = 0
+        tail = 1
+        queue[0] = s
+        while head < tail:
+            u = queue[head]
+            head += 1
+            if u != s and not transit[u]:
+                continue
+            for e in range(out_ptr[u], out_ptr[u + 1]):
+                v = edge_dst[e]
+                if d[v] < 0:
+                    d[v] = d[u] + 1
+                    queue[tail] = v
+                    tail += 1
+                if d[v] == d[u] + 1:
+                    sg[v] += sg[u]
+
+
+@numba.njit(cache=True)
+def _route_rows(src, dst, dist_rows, sigma_rows, in_ptr, in_edges, edge_src, transit):
+    """As :func:`_route_sorted`, with each source's BFS taken from the cached rows."""
+    n_nodes = dist_rows.shape[1]
+    npairs = src.size
+    ptr = np.zeros(npairs + 1, np.int64)
+    cap = max(16, npairs * 4)
+    edge = np.empty(cap, np.int64)
+    frac = np.empty(cap, np.float64)
+    hops = np.zeros(npairs, np.int64)
+    sigma_t = np.zeros(n_nodes, np.float64)
+    mark = np.zeros(n_nodes, np.bool_)
+    layer = np.empty(n_nodes, np.int64)
+    nxt = np.empty(n_nodes, np.int64)
+    touched = np.empty(n_nodes, np.int64)
+    pos = 0
+    for j in range(npairs):
+        s = src[j]
+        t = dst[j]
+        dist = dist_rows[s]
+        if t != s:
+            if dist[t] < 0:
+                return ptr, edge[:pos], frac[:pos], hops, j
+            hops[j] = dist[t]
+            edge, frac, pos = _sweep(s, t, dist, sigma_rows[s], sigma_t, mark, layer, nxt, touched, in_ptr,
+                                     in_edges, edge_src, transit, edge, frac, pos)
+        ptr[j + 1] = pos
+    return ptr, edge[:pos], frac[:pos], hops, -1
 
 
 @numba.njit(cache=True)
@@ -94,10 +181,9 @@ def _regather(ptr, perm, new_ptr):
 
 @numba.njit(cache=True)
 def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit):
-    """Pairs sorted by source: one BFS per distinct source, one backward sweep per destination.
+    """Pairs sorted by source: one BFS per distinct source (stopping at its farthest target), one
+    backward sweep (:func:`_sweep`) per destination.
 
-    The fraction of (s, t) traffic on edge u->v is sigma_s(u) * sigma_t(v) / sigma_s(t), sigma_s
-    counting shortest paths from s and sigma_t shortest paths to t: an even split over all paths.
     Returns (ptr, edge, frac, hops, status); status is the index of an unroutable pair or -1.
     """
     n_nodes = out_ptr.size - 1
@@ -166,52 +252,66 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
             if dist[t] < 0:
                 return ptr, edge[:pos], frac[:pos], hops, j
             hops[j] = dist[t]
-            # Backward sweep from t, layer by layer, over edges of the shortest-path DAG.
-            sigma_t[t] = 1.0
-            nl = 1
-            layer[0] = t
-            nt = 0
-            touched[nt] = t
-            nt += 1
-            while nl > 0:
-                nn = 0
-                for li in range(nl):
-                    v = layer[li]
-                    for ie in range(in_ptr[v], in_ptr[v + 1]):
-                        e = in_edges[ie]
-                        u = edge_src[e]
-                        if dist[u] != dist[v] - 1 or dist[u] < 0:
-                            continue
-                        if u != s and not transit[u]:
-                            continue
-                        if pos >= edge.size:
-                            edge2 = np.empty(edge.size * 2, np.int64)
-                            frac2 = np.empty(edge.size * 2, np.float64)
-                            edge2[:pos] = edge[:pos]
-                            frac2[:pos] = frac[:pos]
-                            edge = edge2
-                            frac = frac2
-                        edge[pos] = e
-                        frac[pos] = sigma[u] * sigma_t[v] / sigma[t]
-                        pos += 1
-                        if not mark[u]:
-                            mark[u] = True
-                            nxt[nn] = u
-                            nn += 1
-                            touched[nt] = u
-                            nt += 1
-                        sigma_t[u] += sigma_t[v]
-                for li in range(nn):
-                    layer[li] = nxt[li]
-                    mark[nxt[li]] = False
-                nl = nn
-                if nl == 1 and layer[0] == s:
-                    nl = 0
-            for i in range(nt):
-                sigma_t[touched[i]] = 0.0
+            edge, frac, pos = _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edges,
+                                     edge_src, transit, edge, frac, pos)
             ptr[j + 1] = pos
         for i in range(tail):
             dist[queue[i]] = -1
             sigma[queue[i]] = 0.0
         k = kend
     return ptr, edge[:pos], frac[:pos], hops, -1
+
+
+@numba.njit(cache=True)
+def _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edges, edge_src, transit, edge, frac,
+           pos):
+    """Append the edges of the shortest-path DAG from s to t with their load fractions.
+
+    The fraction of (s, t) traffic on edge u->v is sigma_s(u) * sigma_t(v) / sigma_s(t), sigma_s
+    counting shortest paths from s (the BFS's ``sigma``) and sigma_t shortest paths to t, built here
+    layer by layer backwards from t: an even split over all equal-cost paths.
+    """
+    # Backward sweep from t, layer by layer, over edges of the shortest-path DAG.
+    sigma_t[t] = 1.0
+    nl = 1
+    layer[0] = t
+    nt = 0
+    touched[nt] = t
+    nt += 1
+    while nl > 0:
+        nn = 0
+        for li in range(nl):
+            v = layer[li]
+            for ie in range(in_ptr[v], in_ptr[v + 1]):
+                e = in_edges[ie]
+                u = edge_src[e]
+                if dist[u] != dist[v] - 1 or dist[u] < 0:
+                    continue
+                if u != s and not transit[u]:
+                    continue
+                if pos >= edge.size:
+                    edge2 = np.empty(edge.size * 2, np.int64)
+                    frac2 = np.empty(edge.size * 2, np.float64)
+                    edge2[:pos] = edge[:pos]
+                    frac2[:pos] = frac[:pos]
+                    edge = edge2
+                    frac = frac2
+                edge[pos] = e
+                frac[pos] = sigma[u] * sigma_t[v] / sigma[t]
+                pos += 1
+                if not mark[u]:
+                    mark[u] = True
+                    nxt[nn] = u
+                    nn += 1
+                    touched[nt] = u
+                    nt += 1
+                sigma_t[u] += sigma_t[v]
+        for li in range(nn):
+            layer[li] = nxt[li]
+            mark[nxt[li]] = False
+        nl = nn
+        if nl == 1 and layer[0] == s:
+            nl = 0
+    for i in range(nt):
+        sigma_t[touched[i]] = 0.0
+    return edge, frac, pos
