@@ -71,10 +71,12 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     count = spec.count_from_shape(data.shape, P)
     schedule = build_schedule(collective, algorithm, P, count, root, **params)
     buf = spec.load(_as_storage(data, name), P, count, root)
+    if schedule.endpoints:  # rows for switches that take part (in-network reduction)
+        buf = np.concatenate([buf, np.zeros((len(schedule.endpoints), buf.shape[1]), buf.dtype)])
     fmt = dtypes.kernel_format(name)
     opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
     local.execute(schedule, buf, opc, fmt)
-    out = spec.extract(buf, P, count, root)
+    out = spec.extract(buf[:P], P, count, root)
     if spec.reduces and op == "avg":
         kernels.finish_avg(out, P, fmt)
     return out.view(data.dtype) if out.dtype != data.dtype else out
@@ -198,8 +200,12 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     total = timer.link.call_s
     steps = []
     link_bytes = np.zeros(len(timer.link.capacity_Bps))
+    node_of = _endpoint_nodes(topology, schedule)
+    if schedule.endpoints:
+        reduce_Bps = np.concatenate([reduce_Bps, [topology.graph.nodes[n].get("reduce_bw_GBps", math.inf) * 1e9
+                                                  for n in schedule.endpoints]])
     for phase, src, dst, nb, reduce, repeat in schedule.timing(size):
-        t_net, detail = timer.time(src, dst, nb)
+        t_net, detail = timer.time(node_of[src], node_of[dst], nb)
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
         # Devices reduce while data streams in (as NCCL's kernels do): the slower of the two sets the pace.
         t_step = max(t_net, t_red)
@@ -219,6 +225,17 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
                      busbw / peak if peak > 0 else math.nan, steps, link_bytes, topology.arrays.edges,
                      timer.link.capacity_Bps)
+
+
+def _endpoint_nodes(topology, schedule) -> np.ndarray:
+    """Schedule endpoint index -> the topology's node index (devices are nodes 0..P-1)."""
+    node_id = topology.arrays.node_id
+    extra = []
+    for n in schedule.endpoints:
+        if n not in node_id:
+            raise ValueError(f"schedule endpoint {n!r} is not a node of topology {topology.name!r}")
+        extra.append(node_id[n])
+    return np.concatenate([np.arange(schedule.P), np.array(extra, np.int64)]).astype(np.int64)
 
 
 def peak_bw_GBps(topology) -> float:

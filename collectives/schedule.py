@@ -63,6 +63,14 @@ class Schedule:
     phases: list[Phase] = field(default_factory=list)
     root: int = 0
     info: dict = field(default_factory=dict)
+    #: Topology nodes that take part besides the devices (e.g. a switch that reduces in the network),
+    #: addressed in transfers as P, P+1, ...; they start empty and own a buffer like a device.
+    endpoints: list = field(default_factory=list)
+
+    @property
+    def num_endpoints(self) -> int:
+        """Devices plus extra endpoints: the rows of the executors' buffers."""
+        return self.P + len(self.endpoints)
 
     @property
     def num_steps(self) -> int:
@@ -122,11 +130,13 @@ def check(schedule: Schedule, spec) -> None:
     P, nch = schedule.P, len(schedule.chunk_off)
     _check_chunks(schedule)
     state = spec.initial_content(schedule)  # list (per device) of dict chunk -> (origin, mask)
+    state += [{} for _ in schedule.endpoints]
+    ne = schedule.num_endpoints
     for si, step in enumerate(schedule.steps()):
         src, dst, sc, dc = step.src, step.dst, step.src_chunk, step.dst_chunk
         if not (len(src) == len(dst) == len(sc) == len(dc)):
             raise ScheduleError(f"step {si}: src/dst/chunk arrays differ in length")
-        for arr, what, hi in ((src, "device", P), (dst, "device", P), (sc, "chunk", nch), (dc, "chunk", nch)):
+        for arr, what, hi in ((src, "device", ne), (dst, "device", ne), (sc, "chunk", nch), (dc, "chunk", nch)):
             if len(arr) and (arr.min() < 0 or arr.max() >= hi):
                 raise ScheduleError(f"step {si}: {what} index out of range 0..{hi - 1}")
         reads = set(zip(src.tolist(), sc.tolist()))

@@ -42,7 +42,9 @@ class Routes:
 def route_pairs(topo: Topology, src, dst) -> Routes:
     """Routes for device pairs ``(src[k], dst[k])``; cached on the topology by the pair arrays.
 
-    Raises ``ValueError`` naming the first pair with no path or a device out of range.
+    Indices below P are devices; larger ones name other nodes in ``topo.arrays.nodes`` order (a
+    switch that reduces in the network is an endpoint too). Raises ``ValueError`` naming the first
+    pair with no path or an index out of range.
     """
     src = np.ascontiguousarray(src, dtype=np.int64)
     dst = np.ascontiguousarray(dst, dtype=np.int64)
@@ -52,8 +54,9 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
     if hit is not None:
         return hit
     P = topo.num_devices
+    n_nodes = len(topo.arrays.nodes)
     for arr in (src, dst):
-        bad = np.flatnonzero((arr < 0) | (arr >= P))
+        bad = np.flatnonzero((arr < 0) | (arr >= n_nodes))
         if bad.size:
             raise ValueError(f"transfer names device {int(arr[bad[0]])}, not in topology {topo.name!r} "
                              f"(devices 0..{P - 1})")
@@ -97,7 +100,7 @@ def _source_rows(topo, sources):
     a = topo.arrays
     n_nodes = len(a.nodes)
     P = topo.num_devices
-    if P * n_nodes * 12 > ROW_BUDGET_BYTES:
+    if P * n_nodes * 12 > ROW_BUDGET_BYTES or (sources.size and sources.max() >= P):
         return None
     rows = topo.__dict__.get("_bfs_rows")
     if rows is None:
