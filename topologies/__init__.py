@@ -6,3 +6,6 @@ from .builders import full_mesh, ring, switch, torus, two_level
 from .routing import paths, route_pairs
 
 __all__ = ["Topology", "add_link", "full_mesh", "ring", "switch", "torus", "two_level", "paths", "route_pairs"]
+from .presets import load_topology, preset, presets
+
+__all__ += ["preset", "presets", "load_topology"]

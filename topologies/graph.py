@@ -111,6 +111,11 @@ class Topology:
         node = self.device_node(index)
         return float(sum(d["bw_GBps"] for _, _, d in self.graph.out_edges(node, data=True)))
 
+    def peak_bw_GBps(self):
+        """Per-device peak bandwidth (GB/s, one direction); see :func:`topologies.peak.peak_bw_GBps`."""
+        from .peak import peak_bw_GBps
+        return peak_bw_GBps(self)
+
     # -- compact arrays for the jitted routing and network model ----------------------------
     @cached_property
     def arrays(self) -> "TopologyArrays":

@@ -1,8 +1,11 @@
-"""Routes between devices: shortest paths by hop count, with the load split evenly over equal-cost paths.
+"""Routes between devices: fewest-hop paths, with the load spread over all of them.
 
 A path may pass through switches, NICs and CPUs, and through a device only if that device has
-``forward=True``. Routes are computed by a jitted breadth-first search over the topology's CSR arrays
-(:class:`~topologies.graph.TopologyArrays`) and cached per topology and set of pairs.
+``forward=True``. Among the equal-cost (fewest-hop) paths the load is split hop by hop in proportion
+to link bandwidth (weighted ECMP): a GPU whose NVLinks reach four NVSwitch chips with 5, 5, 4 and
+4 links sends 5/18, 5/18, 4/18 and 4/18 of its traffic through them, as its link interleaving does;
+equal links split evenly. Routes are computed by a jitted breadth-first search over the topology's
+CSR arrays (:class:`~topologies.graph.TopologyArrays`) and cached per topology and set of pairs.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def paths(topo: Topology, src: int, dst: int) -> list[list]:
 
 class Routes:
     """Routes of a set of device pairs in CSR form: pair ``k`` uses edge ``edge[ptr[k]:ptr[k+1]]`` with
-    the fraction ``frac[...]`` of its traffic (1.0 on a single path, 1/m over m parallel paths)."""
+    the fraction ``frac[...]`` of its traffic (1.0 on a single path, shares over parallel paths)."""
 
     __slots__ = ("ptr", "edge", "frac", "lat_us", "hops")
 
@@ -65,10 +68,10 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
     rows = _source_rows(topo, np.unique(src))
     if rows is None:
         ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
-                                                      a.in_edges, a.edge_src, a.transit)
+                                                      a.in_edges, a.edge_src, a.transit, a.bw_GBps)
     else:
-        ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows[0], rows[1], a.in_ptr, a.in_edges,
-                                                    a.edge_src, a.transit)
+        ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows, a.in_ptr, a.in_edges,
+                                                    a.edge_src, a.edge_dst, a.transit, a.bw_GBps)
     if status >= 0:
         k = order[status]
         raise ValueError(f"no path from device {int(src[k])} to device {int(dst[k])} in topology {topo.name!r}")
@@ -89,40 +92,38 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
     return routes
 
 
-# Full BFS results are kept per source device while they fit this budget: an all-to-all then pays
-# one BFS per device for all its P-1 steps, and a size sweep none.
+# Full BFS distances are kept per source device while they fit this budget: an all-to-all then
+# pays one BFS per device for all its P-1 steps, and a size sweep none.
 ROW_BUDGET_BYTES = 512 * 2**20
 
 
 def _source_rows(topo, sources):
-    """Per-source BFS distances and path counts for every device, computed on demand; None when the
-    (devices x nodes) table would exceed :data:`ROW_BUDGET_BYTES`."""
+    """Per-source BFS distances to every node, computed on demand; None when the (devices x nodes)
+    table would exceed :data:`ROW_BUDGET_BYTES` or a source is not a device."""
     a = topo.arrays
     n_nodes = len(a.nodes)
     P = topo.num_devices
-    if P * n_nodes * 12 > ROW_BUDGET_BYTES or (sources.size and sources.max() >= P):
+    if P * n_nodes * 4 > ROW_BUDGET_BYTES or (sources.size and sources.max() >= P):
         return None
     rows = topo.__dict__.get("_bfs_rows")
     if rows is None:
-        rows = (np.full((P, n_nodes), -1, np.int32), np.zeros((P, n_nodes)), np.zeros(P, np.bool_))
+        rows = (np.full((P, n_nodes), -1, np.int32), np.zeros(P, np.bool_))
         topo.__dict__["_bfs_rows"] = rows
-    dist, sigma, have = rows
+    dist, have = rows
     missing = sources[~have[sources]]
     if missing.size:
-        _bfs_fill(missing, dist, sigma, a.out_ptr, a.edge_dst, a.transit)
+        _bfs_fill(missing, dist, a.out_ptr, a.edge_dst, a.transit)
         have[missing] = True
-    return dist, sigma
+    return dist
 
 
 @numba.njit(cache=True)
-def _bfs_fill(sources, dist, sigma, out_ptr, edge_dst, transit):
-    """Complete BFS (distances and shortest-path counts) from each source into its row."""
+def _bfs_fill(sources, dist, out_ptr, edge_dst, transit):
+    """Complete BFS (hop distances over relaying nodes) from each source into its row."""
     queue = np.empty(dist.shape[1], np.int64)
     for s in sources:
         d = dist[s]
-        sg = sigma[s]
         d[s] = 0
-        sg[s] = 1.0
         head = 0
         tail = 1
         queue[0] = s
@@ -137,21 +138,19 @@ def _bfs_fill(sources, dist, sigma, out_ptr, edge_dst, transit):
                     d[v] = d[u] + 1
                     queue[tail] = v
                     tail += 1
-                if d[v] == d[u] + 1:
-                    sg[v] += sg[u]
 
 
 @numba.njit(cache=True)
-def _route_rows(src, dst, dist_rows, sigma_rows, in_ptr, in_edges, edge_src, transit):
-    """As :func:`_route_sorted`, with each source's BFS taken from the cached rows."""
+def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw):
+    """Routes of pairs sorted by source, each source's BFS taken from the cached rows."""
     n_nodes = dist_rows.shape[1]
     npairs = src.size
     ptr = np.zeros(npairs + 1, np.int64)
-    cap = max(16, npairs * 4)
-    edge = np.empty(cap, np.int64)
-    frac = np.empty(cap, np.float64)
+    edge = np.empty(max(16, npairs * 4), np.int64)
+    frac = np.empty(edge.size, np.float64)
     hops = np.zeros(npairs, np.int64)
-    sigma_t = np.zeros(n_nodes, np.float64)
+    load = np.zeros(n_nodes)
+    out_w = np.zeros(n_nodes)
     mark = np.zeros(n_nodes, np.bool_)
     layer = np.empty(n_nodes, np.int64)
     nxt = np.empty(n_nodes, np.int64)
@@ -165,40 +164,28 @@ def _route_rows(src, dst, dist_rows, sigma_rows, in_ptr, in_edges, edge_src, tra
             if dist[t] < 0:
                 return ptr, edge[:pos], frac[:pos], hops, j
             hops[j] = dist[t]
-            edge, frac, pos = _sweep(s, t, dist, sigma_rows[s], sigma_t, mark, layer, nxt, touched, in_ptr,
-                                     in_edges, edge_src, transit, edge, frac, pos)
+            edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src,
+                                     edge_dst, transit, bw, edge, frac, pos)
         ptr[j + 1] = pos
     return ptr, edge[:pos], frac[:pos], hops, -1
 
 
 @numba.njit(cache=True)
-def _regather(ptr, perm, new_ptr):
-    out = np.empty(new_ptr[-1], np.int64)
-    for k in range(perm.size):
-        j = perm[k]
-        n = ptr[j + 1] - ptr[j]
-        for i in range(n):
-            out[new_ptr[k] + i] = ptr[j] + i
-    return out
-
-
-@numba.njit(cache=True)
-def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit):
-    """Pairs sorted by source: one BFS per distinct source (stopping at its farthest target), one
-    backward sweep (:func:`_sweep`) per destination.
+def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit, bw):
+    """Routes of pairs sorted by source: one BFS per distinct source, stopping once the layer being
+    expanded lies beyond its farthest target, then one :func:`_sweep` per destination.
 
     Returns (ptr, edge, frac, hops, status); status is the index of an unroutable pair or -1.
     """
     n_nodes = out_ptr.size - 1
     npairs = src.size
     ptr = np.zeros(npairs + 1, np.int64)
-    cap = max(16, npairs * 4)
-    edge = np.empty(cap, np.int64)
-    frac = np.empty(cap, np.float64)
+    edge = np.empty(max(16, npairs * 4), np.int64)
+    frac = np.empty(edge.size, np.float64)
     hops = np.zeros(npairs, np.int64)
     dist = np.full(n_nodes, -1, np.int64)
-    sigma = np.zeros(n_nodes, np.float64)
-    sigma_t = np.zeros(n_nodes, np.float64)
+    load = np.zeros(n_nodes)
+    out_w = np.zeros(n_nodes)
     mark = np.zeros(n_nodes, np.bool_)
     queue = np.empty(n_nodes, np.int64)
     layer = np.empty(n_nodes, np.int64)
@@ -211,22 +198,17 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
         kend = k
         while kend < npairs and src[kend] == s:
             kend += 1
-        # BFS from s over relaying nodes, counting shortest paths; it stops once every target of s
-        # is reached and the layer being expanded lies beyond the farthest of them.
-        dist[s] = 0
-        sigma[s] = 1.0
-        head = 0
-        tail = 1
-        queue[0] = s
         wanted = 0
         for j in range(k, kend):
             if not mark[dst[j]]:
                 mark[dst[j]] = True
                 wanted += 1
-        found = 0
-        if mark[s]:
-            found = 1
+        found = 1 if mark[s] else 0
         far = -1
+        dist[s] = 0
+        head = 0
+        tail = 1
+        queue[0] = s
         while head < tail:
             u = queue[head]
             head += 1
@@ -243,44 +225,37 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
                     if mark[v]:
                         found += 1
                         far = max(far, dist[v])
-                if dist[v] == dist[u] + 1:
-                    sigma[v] += sigma[u]
         for j in range(k, kend):
             mark[dst[j]] = False
         for j in range(k, kend):
             t = dst[j]
-            if t == s:
-                ptr[j + 1] = pos
-                continue
-            if dist[t] < 0:
-                return ptr, edge[:pos], frac[:pos], hops, j
-            hops[j] = dist[t]
-            edge, frac, pos = _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edges,
-                                     edge_src, transit, edge, frac, pos)
+            if t != s:
+                if dist[t] < 0:
+                    return ptr, edge[:pos], frac[:pos], hops, j
+                hops[j] = dist[t]
+                edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
+                                         edge_src, edge_dst, transit, bw, edge, frac, pos)
             ptr[j + 1] = pos
         for i in range(tail):
             dist[queue[i]] = -1
-            sigma[queue[i]] = 0.0
         k = kend
     return ptr, edge[:pos], frac[:pos], hops, -1
 
 
 @numba.njit(cache=True)
-def _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edges, edge_src, transit, edge, frac,
-           pos):
-    """Append the edges of the shortest-path DAG from s to t with their load fractions.
+def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src, edge_dst, transit, bw,
+           edge, frac, pos):
+    """Append the edges of every fewest-hop path from s to t with the share of the traffic each carries.
 
-    The fraction of (s, t) traffic on edge u->v is sigma_s(u) * sigma_t(v) / sigma_s(t), sigma_s
-    counting shortest paths from s (the BFS's ``sigma``) and sigma_t shortest paths to t, built here
-    layer by layer backwards from t: an even split over all equal-cost paths.
+    Backwards from t, layer by layer, the edges u->v with dist(u) = dist(v) - 1 are the shortest-path
+    DAG. Then forwards from s, each node splits what reaches it over its DAG out-edges in
+    proportion to their bandwidth.
     """
-    # Backward sweep from t, layer by layer, over edges of the shortest-path DAG.
-    sigma_t[t] = 1.0
+    start = pos
     nl = 1
     layer[0] = t
-    nt = 0
-    touched[nt] = t
-    nt += 1
+    nt = 1
+    touched[0] = t
     while nl > 0:
         nn = 0
         for li in range(nl):
@@ -288,7 +263,7 @@ def _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edg
             for ie in range(in_ptr[v], in_ptr[v + 1]):
                 e = in_edges[ie]
                 u = edge_src[e]
-                if dist[u] != dist[v] - 1 or dist[u] < 0:
+                if dist[u] < 0 or dist[u] != dist[v] - 1:
                     continue
                 if u != s and not transit[u]:
                     continue
@@ -300,21 +275,39 @@ def _sweep(s, t, dist, sigma, sigma_t, mark, layer, nxt, touched, in_ptr, in_edg
                     edge = edge2
                     frac = frac2
                 edge[pos] = e
-                frac[pos] = sigma[u] * sigma_t[v] / sigma[t]
                 pos += 1
+                out_w[u] += bw[e]
                 if not mark[u]:
                     mark[u] = True
                     nxt[nn] = u
                     nn += 1
                     touched[nt] = u
                     nt += 1
-                sigma_t[u] += sigma_t[v]
         for li in range(nn):
             layer[li] = nxt[li]
             mark[nxt[li]] = False
         nl = nn
-        if nl == 1 and layer[0] == s:
-            nl = 0
+    # Edges were found farthest-first; the reverse order visits every node after all its inputs.
+    load[s] = 1.0
+    for i in range(pos - 1, start - 1, -1):
+        e = edge[i]
+        u = edge_src[e]
+        f = load[u] * bw[e] / out_w[u]
+        frac[i] = f
+        load[edge_dst[e]] += f
     for i in range(nt):
-        sigma_t[touched[i]] = 0.0
+        load[touched[i]] = 0.0
+        out_w[touched[i]] = 0.0
     return edge, frac, pos
+
+
+@numba.njit(cache=True)
+def _regather(ptr, perm, new_ptr):
+    """Indices that reorder CSR rows: row k of the result is row ``perm[k]`` of ``ptr``."""
+    out = np.empty(new_ptr[-1], np.int64)
+    for k in range(perm.size):
+        j = perm[k]
+        n = ptr[j + 1] - ptr[j]
+        for i in range(n):
+            out[new_ptr[k] + i] = ptr[j] + i
+    return out

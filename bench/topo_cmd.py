@@ -1,0 +1,138 @@
+"""``ccemu topo``: list the presets, show one topology (preset or file) in a readable summary.
+
+``ccemu topo list`` prints one row per preset: name, devices, link kinds, per-device peak (GB/s, one
+direction) and a description. ``ccemu topo show NAME [--nodes N] [-o KEY=VALUE ...]`` prints the
+devices, switches, NICs and CPUs, the links per kind with their per-direction bandwidth and latency,
+the per-device peak and scale-out bandwidth, whether a switch reduces in the network, and the
+sources the numbers come from. Bad names or options raise ``ValueError`` (one line, exit status 2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+
+def register(subparsers):
+    p = subparsers.add_parser("topo", help="list the preset topologies or show one",
+                              description="List the preset systems, or summarise one preset or topology file.")
+    sub = p.add_subparsers(dest="topo_command", metavar="ACTION", parser_class=type(p))
+    sub.required = True
+    pl = sub.add_parser("list", help="one line per preset: devices, link kinds, peak, description")
+    pl.set_defaults(func=list_handler)
+    ps = sub.add_parser("show", help="summary of one preset or topology file (.json, .graphml, NCCL .xml)")
+    ps.add_argument("topology", help="preset name (see 'ccemu topo list') or topology file")
+    ps.add_argument("--nodes", type=int, default=None, help="servers for a preset (default 1)")
+    ps.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="preset option, e.g. -o devices=die or -o fabric=fat-tree (repeatable)")
+    ps.set_defaults(func=show_handler)
+
+
+# -- list ----------------------------------------------------------------------------------------------
+
+def list_handler(args) -> int:
+    from topologies.presets import preset, preset_info, presets
+
+    rows = []
+    for name in presets():
+        topo = preset(name)
+        rows.append([name, str(topo.num_devices), ",".join(topo.link_kinds), f"{topo.peak_bw_GBps():.1f}",
+                     preset_info(name).description])
+    print(_table(["name", "devices", "link kinds", "peak GB/s", "description"], rows))
+    return 0
+
+
+# -- show ----------------------------------------------------------------------------------------------
+
+def show_handler(args) -> int:
+    from topologies.presets import REGISTRY, load_topology, preset
+
+    options = dict(_parse_option(o) for o in args.option)
+    if options:
+        if args.topology not in REGISTRY:
+            raise ValueError(f"-o options apply to presets only; {args.topology!r} is not a preset")
+        if args.nodes is not None:
+            options["nodes"] = args.nodes
+        topo = preset(args.topology, **options)
+    else:
+        topo = load_topology(args.topology, nodes=args.nodes)
+    print(summary(topo))
+    return 0
+
+
+def summary(topo) -> str:
+    """A readable multi-line summary of ``topo`` (what ``ccemu topo show`` prints)."""
+    from topologies.peak import scaleout_bw_GBps
+
+    g = topo.graph
+    kinds = Counter(d["kind"] for _, d in g.nodes(data=True))
+    meta = g.graph
+    lines = [f"{topo.name}"]
+    if meta.get("description"):
+        lines.append(f"  {meta['description']}")
+    mem = sorted({d.get("mem_bw_GBps") for n, d in g.nodes(data=True) if d["kind"] == "device"} - {None})
+    mem_text = f"  (memory {'/'.join(f'{m:g}' for m in mem)} GB/s)" if mem else ""
+    forward = sum(1 for n in topo.devices if g.nodes[n].get("forward"))
+    fwd_text = f"; {forward} relay traffic (forward=True)" if forward else ""
+    lines.append(f"  devices    {topo.num_devices}{mem_text}{fwd_text}")
+    reducing = sum(1 for _, d in g.nodes(data=True) if d["kind"] == "switch" and d.get("reduce"))
+    lines.append(f"  switches   {kinds.get('switch', 0)}")
+    lines.append(f"  NICs       {kinds.get('nic', 0)}")
+    lines.append(f"  CPUs       {kinds.get('cpu', 0)}")
+    lines.append(f"  in-network reduction: {'yes, on ' + str(reducing) + ' switches' if reducing else 'no'}")
+    lines.append("  links (bandwidth per direction, line rate; latency per hop):")
+    lines.extend("    " + row for row in _table(["kind", "links", "lanes", "GB/s each", "lat_us"],
+                                                 _link_rows(g)).splitlines())
+    lines.append(f"  peak per device       {topo.peak_bw_GBps():.1f} GB/s")
+    scale = scaleout_bw_GBps(topo)
+    lines.append(f"  scale-out per device  {'-' if scale is None else f'{scale:.1f} GB/s'}")
+    if meta.get("fabric"):
+        lines.append(f"  scale-out fabric      {meta['fabric']}")
+    if meta.get("model"):
+        lines.append(f"  model overrides       {meta['model']}")
+    for note in meta.get("whatifs", []):
+        lines.append(f"  what-if: {note}")
+    sources = meta.get("sources") or []
+    if sources:
+        lines.append("  sources:")
+        lines.extend(f"    {s}" for s in sources)
+    return "\n".join(lines)
+
+
+def _link_rows(g):
+    """Per link kind: undirected links, lanes, bandwidths and latencies (ranges when they vary)."""
+    by_kind = defaultdict(list)
+    for u, v, d in g.edges(data=True):
+        if str(u) < str(v) or not g.has_edge(v, u):
+            by_kind[d["link"]].append(d)
+    rows = []
+    for kind in sorted(by_kind):
+        ds = by_kind[kind]
+        rows.append([kind, str(len(ds)), _span(d["lanes"] for d in ds), _span(d["bw_GBps"] for d in ds),
+                     _span(d["lat_us"] for d in ds)])
+    return rows
+
+
+def _span(values) -> str:
+    vals = sorted(set(values))
+    if len(vals) <= 3:
+        return "/".join(f"{v:g}" for v in vals)
+    return f"{vals[0]:g}-{vals[-1]:g}"
+
+
+def _parse_option(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"-o {text!r}; expected KEY=VALUE, e.g. -o devices=die")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _table(headers, rows) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(out)

@@ -1,0 +1,260 @@
+"""What-if edits of a topology: scale links, fail a link or a node, change the node count, add jitter.
+
+Every function returns a modified *copy* and never touches its input. Devices are named by index
+(``int``) or by node id (``str``); switches, NICs and CPUs by node id. Each edit is recorded, one
+line per edit, in ``topo.graph.graph["whatifs"]``.
+
+An edit that leaves some devices unable to reach each other raises ``ValueError`` naming the cut-off
+device pairs; naming a link or node that does not exist raises ``ValueError`` too. Devices relay
+traffic only if they have ``forward=True``, so a failed direct link is survivable only through a
+switch or host path:
+
+>>> from topologies import preset
+>>> a2 = preset("atlas800t-a2")
+>>> b = fail_link(a2, 0, 1)
+>>> lost_direct_paths(a2, b)
+[(0, 1)]
+>>> print(b.graph.graph["whatifs"][-1])
+fail_link(n0.npu0, n0.npu1): pairs that lost their direct link: (0, 1); (0, 1) now routes n0.npu0 -> n0.cpu0 -> n0.npu1
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import networkx as nx
+import numpy as np
+
+from .graph import Topology, unreachable_pairs
+
+__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths"]
+
+_MAX_LISTED = 8     # device pairs named in a message before "... and N more"
+
+
+def scale_links(topo: Topology, factor_bw: float = 1.0, factor_lat: float = 1.0, kind: str | None = None,
+                links=None, name: str | None = None) -> Topology:
+    """Multiply bandwidth by ``factor_bw`` and latency by ``factor_lat`` on the chosen links.
+
+    Parameters
+    ----------
+    kind : str, optional
+        Only links of this kind (``"nvlink"``, ``"hccs"``, ...).
+    links : pair or list of pairs, optional
+        Only these links, each ``(u, v)`` of device indices or node ids (both directions change).
+        Without ``kind`` and ``links`` every link is scaled.
+
+    >>> from topologies import ring
+    >>> t = scale_links(ring(4, bw_GBps=10.0), factor_bw=0.5, links=[(0, 1)])
+    >>> t.graph["dev0"]["dev1"]["bw_GBps"], t.graph["dev1"]["dev0"]["bw_GBps"], t.graph["dev1"]["dev2"]["bw_GBps"]
+    (5.0, 5.0, 10.0)
+    """
+    if isinstance(factor_bw, bool) or not isinstance(factor_bw, (int, float)) or not (
+            math.isfinite(factor_bw) and factor_bw > 0):
+        raise ValueError(f"factor_bw={factor_bw!r}; expected a positive finite number (fail_link removes a link)")
+    if isinstance(factor_lat, bool) or not isinstance(factor_lat, (int, float)) or not (
+            math.isfinite(factor_lat) and factor_lat >= 0):
+        raise ValueError(f"factor_lat={factor_lat!r}; expected a finite number >= 0")
+    if kind is not None and kind not in topo.link_kinds:
+        raise ValueError(f"topology {topo.name!r} has no {kind!r} links; its link kinds: {', '.join(topo.link_kinds)}")
+    chosen = None
+    if links is not None:
+        pairs = [links] if _is_pair(links) else list(links)
+        chosen = set()
+        for pair in pairs:
+            if not _is_pair(pair):
+                raise ValueError(f"links entry {pair!r}; expected a pair (u, v) of device indices or node ids")
+            u, v = _node(topo, pair[0]), _node(topo, pair[1])
+            if not topo.graph.has_edge(u, v):
+                raise ValueError(f"no link between {u!r} and {v!r} in topology {topo.name!r}")
+            chosen.add(frozenset((u, v)))
+    g = topo.graph.copy()
+    count = 0
+    for u, v, d in g.edges(data=True):
+        if kind is not None and d["link"] != kind:
+            continue
+        if chosen is not None and frozenset((u, v)) not in chosen:
+            continue
+        d["bw_GBps"] = d["bw_GBps"] * float(factor_bw)
+        d["lat_us"] = d["lat_us"] * float(factor_lat)
+        count += 1
+    if count == 0:
+        raise ValueError(f"no link of topology {topo.name!r} matches kind={kind!r} and links={links!r}")
+    what = ", ".join(x for x in (f"kind={kind}" if kind else "", f"{count // 2} links" if chosen else "") if x)
+    note = f"scale_links({what or 'all links'}): bandwidth x{factor_bw:g}, latency x{factor_lat:g}"
+    return _derive(topo, g, note, name)
+
+
+def fail_link(topo: Topology, u, v, name: str | None = None) -> Topology:
+    """Remove the link between ``u`` and ``v`` (both directions).
+
+    The note recorded in ``graph["whatifs"]`` names the device pairs that lost their direct link
+    (:func:`lost_direct_paths`) and the route they take now.
+
+    >>> from topologies import full_mesh
+    >>> fail_link(full_mesh(3), 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: failing link dev0-dev1 of topology 'mesh3' cuts off device pairs (0, 1) (pairs that lost ...
+    """
+    a, b = _node(topo, u), _node(topo, v)
+    if not topo.graph.has_edge(a, b):
+        raise ValueError(f"no link between {a!r} and {b!r} in topology {topo.name!r}")
+    g = topo.graph.copy()
+    g.remove_edge(a, b)
+    if g.has_edge(b, a):
+        g.remove_edge(b, a)
+    lost = _lost(topo.devices, topo.graph, g)
+    _check_reachable(topo, g, f"failing link {a}-{b}", lost)
+    note = f"fail_link({a}, {b})"
+    if lost:
+        routes = "; ".join(f"{p} now routes {_route_text(g, topo.devices, *p)}" for p in lost[:_MAX_LISTED])
+        note += f": pairs that lost their direct link: {_pairs_text(lost)}; {routes}"
+    return _derive(topo, g, note, name)
+
+
+def fail_node(topo: Topology, node, name: str | None = None) -> Topology:
+    """Remove a switch, NIC or CPU node and its links. Devices cannot be failed (indices stay dense).
+
+    >>> from topologies import preset
+    >>> t = fail_node(preset("dgx-h100"), "n0.nvs0")
+    >>> t.peak_bw_GBps()
+    325.0
+    """
+    if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
+        raise ValueError(f"fail_node({node!r}): devices cannot be failed (device indices must stay dense); "
+                         "fail their links with fail_link, or name a switch, NIC or CPU node")
+    if node not in topo.graph:
+        raise ValueError(f"no node {node!r} in topology {topo.name!r}")
+    kind = topo.graph.nodes[node]["kind"]
+    if kind == "device":
+        raise ValueError(f"fail_node({node!r}): {node!r} is a device; devices cannot be failed (device indices "
+                         "must stay dense); fail their links with fail_link")
+    g = topo.graph.copy()
+    g.remove_node(node)
+    lost = _lost(topo.devices, topo.graph, g)
+    _check_reachable(topo, g, f"failing {kind} {node}", lost)
+    note = f"fail_node({node}, a {kind})"
+    if lost:
+        note += f": pairs that lost their direct link: {_pairs_text(lost)}"
+    return _derive(topo, g, note, name)
+
+
+def set_nodes(name_or_preset_fn, nodes: int, **options) -> Topology:
+    """The same system with ``nodes`` servers: ``preset(name, nodes=nodes, **options)``.
+
+    A topology cannot be re-scaled after it is built, so this rebuilds it from its preset.
+
+    >>> set_nodes("mi300x-8", 3).num_devices
+    24
+    """
+    if callable(name_or_preset_fn):
+        return name_or_preset_fn(nodes=nodes, **options)
+    from .presets import preset
+    return preset(name_or_preset_fn, nodes=nodes, **options)
+
+
+def set_jitter(topo: Topology, kind: str, name: str | None = None, **params) -> Topology:
+    """Store jitter parameters for links of ``kind`` in ``topo.model[kind]["jitter"]`` (a dict).
+
+    The parameters are kept as given (numbers must be finite and >= 0; strings are allowed, e.g. a
+    distribution name); the network model reads them. Calling again replaces them.
+
+    >>> from topologies import preset
+    >>> t = set_jitter(preset("atlas800t-a2"), "roce", sigma=0.05, seed=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: topology 'atlas800t-a2' has no 'roce' links; its link kinds: hccs, pcie, socket
+    >>> set_jitter(preset("atlas800t-a2"), "hccs", sigma=0.05).model["hccs"]
+    {'jitter': {'sigma': 0.05}}
+    """
+    if kind not in topo.link_kinds:
+        raise ValueError(f"topology {topo.name!r} has no {kind!r} links; its link kinds: {', '.join(topo.link_kinds)}")
+    if not params:
+        raise ValueError("set_jitter needs at least one parameter, e.g. sigma=0.05")
+    for key, value in params.items():
+        if isinstance(value, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"jitter parameter {key}={value!r}; expected a finite number >= 0 or a string")
+    g = topo.graph.copy()
+    model = copy.deepcopy(topo.graph.graph.get("model", {}))
+    entry = model.setdefault(kind, {})
+    if not isinstance(entry, dict):
+        raise ValueError(f"model entry for {kind!r} is {entry!r}; expected a dict")
+    entry["jitter"] = dict(params)
+    g.graph["model"] = model
+    note = f"set_jitter({kind}, " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
+    return _derive(topo, g, note, name)
+
+
+def lost_direct_paths(before: Topology, after: Topology) -> list[tuple[int, int]]:
+    """Device pairs ``(i, j)``, ``i < j``, joined by a direct link in ``before`` but not in ``after``.
+
+    Devices are matched by index; both topologies must have the same device count.
+    """
+    if before.num_devices != after.num_devices:
+        raise ValueError(f"topologies have {before.num_devices} and {after.num_devices} devices; "
+                         "lost_direct_paths compares the same devices")
+    direct_after = _direct_pairs(after.devices, after.graph)
+    return sorted(p for p in _direct_pairs(before.devices, before.graph) if p not in direct_after)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+def _is_pair(x) -> bool:
+    return (isinstance(x, (tuple, list)) and len(x) == 2
+            and not any(isinstance(e, (tuple, list)) for e in x))
+
+
+def _node(topo: Topology, x):
+    """Node id of ``x``: an int is a device index, anything else a node id that must exist."""
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return topo.device_node(int(x))
+    if x not in topo.graph:
+        raise ValueError(f"no node {x!r} in topology {topo.name!r}")
+    return x
+
+
+def _direct_pairs(devices, g) -> set:
+    index = {n: i for i, n in enumerate(devices)}
+    pairs = set()
+    for n in devices:
+        for m in g.successors(n):
+            if m in index:
+                i, j = sorted((index[n], index[m]))
+                pairs.add((i, j))
+    return pairs
+
+
+def _lost(devices, g_before, g_after):
+    after = _direct_pairs(devices, g_after)
+    return sorted(p for p in _direct_pairs(devices, g_before) if p not in after)
+
+
+def _pairs_text(pairs) -> str:
+    text = ", ".join(map(str, pairs[:_MAX_LISTED]))
+    return text + (f" ... and {len(pairs) - _MAX_LISTED} more" if len(pairs) > _MAX_LISTED else "")
+
+
+def _check_reachable(topo, g, what, lost=()):
+    bad = unreachable_pairs(g, topo.devices)
+    if bad:
+        lost_text = (f" (pairs that lost their direct link: {_pairs_text(lost)}; no switch or host path is left)"
+                     if lost else "")
+        raise ValueError(f"{what} of topology {topo.name!r} cuts off device pairs {_pairs_text(bad)}"
+                         f"{f' ({len(bad)} pairs)' if len(bad) > _MAX_LISTED else ''}{lost_text}; "
+                         "devices relay traffic only with forward=True")
+
+
+def _route_text(g, devices, i, j) -> str:
+    a, b = devices[i], devices[j]
+    relay = [n for n in g.nodes if n in (a, b) or g.nodes[n]["kind"] != "device" or g.nodes[n].get("forward")]
+    path = nx.shortest_path(g.subgraph(relay), a, b)
+    return " -> ".join(map(str, path))
+
+
+def _derive(topo, g, note, name):
+    g.graph["whatifs"] = list(topo.graph.graph.get("whatifs", [])) + [note]
+    return Topology(g, name=name or topo.name)
