@@ -175,7 +175,7 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
         if args.model_only:
             host_s, nwrong = math.nan, None
         else:
-            host_s, nwrong = _run_data(args, spec, P, k, comm, rank, nranks, dtype, op, count, sim.algorithm,
+            host_s, nwrong = _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, sim.algorithm,
                                        in_place=(place == "in_place"))
         total_wrong += nwrong or 0
         row[place] = {"time": sim.time_s * 1e6, "alg_bw": sim.algbw_GBps, "bus_bw": sim.busbw_GBps,
@@ -219,36 +219,68 @@ def expected_rows(spec, P, count, dtype, op, root, devices):
     return ref[list(devices)]
 
 
-def _run_data(args, spec, P, k, comm, rank, nranks, dtype, op, count, algorithm, in_place):
-    from collectives import api
+def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algorithm, in_place):
+    """Host wall time per call and #wrong for this size, with real data on the local or MPI executor.
+
+    The work buffers are loaded once. Out-of-place calls copy the input into them and run the
+    schedule; in-place calls run the schedule on the buffers as the previous call left them, as
+    repeated in-place calls do. The check runs once more on fresh input.
+    """
+    from collectives import api, kernels
+    from collectives.executors import local as local_exec
 
     devices = range(rank * k, rank * k + k)
-    local = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
+    data = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
     bf = "bfloat16" if dtype == "bfloat16" else None
     if comm is None:
-        def call():
-            return api.run(spec.name, local, algorithm, op=op, root=args.root, dtype=bf)
+        job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, topology=topo)
+        loaded, schedule = job.inputs, job.schedule
+
+        def execute(buf):
+            local_exec.execute(schedule, buf, job.op_code, job.fmt)
+
+        def result(buf):
+            return job.result(buf)
     else:
         from collectives.executors import mpi as mpi_exec
 
-        def call():
-            return mpi_exec.run(spec.name, local, comm, algorithm, op=op, root=args.root, dtype=bf)
-    # In the emulator in-place and out-of-place run the same schedule on a work buffer; both are
-    # timed so the host columns show the run-to-run spread.
+        schedule = api.build_schedule(spec.name, algorithm, P, count, args.root, topology=topo)
+        fmt = dtypes.kernel_format(dtype)
+        opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
+        loaded = mpi_exec.load_rows(spec, data.view(dtypes.storage(dtype)), P, count, args.root, rank * k)
+
+        def execute(buf):
+            mpi_exec.execute(schedule, buf, comm, rank * k, opc, fmt)
+
+        def result(buf):
+            out = mpi_exec.extract_rows(spec, buf, P, count, args.root, rank * k)
+            if out is not None and spec.reduces and op == "avg":
+                kernels.finish_avg(out, P, fmt)
+            return out
+    work = loaded.copy()
+
+    def call():
+        if not in_place:
+            np.copyto(work, loaded)
+        execute(work)
+
     for _ in range(args.warmup_iters):
         call()
     if comm is not None:
         comm.Barrier()
     t0 = time.perf_counter()
     for _ in range(args.iters):
-        result = call()
+        call()
     host_s = (time.perf_counter() - t0) / args.iters
     if comm is not None:
         host_s = _combine(comm, host_s, args.average)
     if args.check == 0:
         return host_s, None
+    np.copyto(work, loaded)
+    execute(work)
+    got = result(work)
     want = expected_rows(spec, P, count, dtype, op, args.root, devices)
-    nwrong = 0 if want is None else int(np.count_nonzero(np.asarray(result).view(want.dtype) != want))
+    nwrong = 0 if want is None else int(np.count_nonzero(np.asarray(got).view(want.dtype) != want))
     if comm is not None:
         nwrong = comm.allreduce(nwrong)
     return host_s, nwrong

@@ -101,22 +101,25 @@ def _combine_fmt(a, b, op, fmt):
 
 @numba.njit(cache=True)
 def _reduce_range(dst, doff, src, soff, n, op, fmt):
-    # One loop per op so that the branch sits outside the loop and LLVM vectorises the body.
+    # Slices first: with plain offsets LLVM cannot rule out overlap and does not vectorise (3x slower).
+    # One loop per op so that the branch sits outside the loop.
+    d = dst[doff:doff + n]
+    s = src[soff:soff + n]
     if fmt != NATIVE:
         for i in range(n):
-            dst[doff + i] = _combine_fmt(dst[doff + i], src[soff + i], op, fmt)
+            d[i] = _combine_fmt(d[i], s[i], op, fmt)
     elif op == PROD:
         for i in range(n):
-            dst[doff + i] = dst[doff + i] * src[soff + i]
+            d[i] *= s[i]
     elif op == MIN:
         for i in range(n):
-            dst[doff + i] = _combine(dst[doff + i], src[soff + i], MIN)
+            d[i] = _combine(d[i], s[i], MIN)
     elif op == MAX:
         for i in range(n):
-            dst[doff + i] = _combine(dst[doff + i], src[soff + i], MAX)
+            d[i] = _combine(d[i], s[i], MAX)
     else:
         for i in range(n):
-            dst[doff + i] = dst[doff + i] + src[soff + i]
+            d[i] += s[i]
 
 
 def reduce_into(dst, src, op=SUM, fmt=NATIVE):
@@ -153,10 +156,7 @@ def apply_step(buf, src, dst, soff, doff, length, group_ptr, reduce, op, fmt):
             if reduce:
                 _reduce_range(buf[d], doff[k], buf[s], soff[k], n, op, fmt)
             else:
-                so = soff[k]
-                do = doff[k]
-                for i in range(n):
-                    buf[d, do + i] = buf[s, so + i]
+                buf[d, doff[k]:doff[k] + n] = buf[s, soff[k]:soff[k] + n]
 
 
 @numba.njit(cache=True)
