@@ -170,6 +170,7 @@ class SimResult:
     link_bytes: np.ndarray | None = field(default=None, repr=False)
     edges: list | None = field(default=None, repr=False)
     capacity_Bps: np.ndarray | None = field(default=None, repr=False)
+    protocol: str = "simple"
 
     def link_utilisation(self, top: int | None = None) -> dict:
         """``{(u, v): fraction of the link's usable capacity used over the call}``, busiest first."""
@@ -183,17 +184,18 @@ class SimResult:
 
     def as_dict(self) -> dict:
         keys = ("collective", "algorithm", "topology", "P", "nbytes", "count", "dtype", "time_s", "algbw_GBps",
-                "busbw_GBps", "peak_GBps", "bus_efficiency", "steps")
+                "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "steps")
         return {k: getattr(self, k) for k in keys}
 
 
 def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dtype="float32", op: str = "sum",
-             root: int = 0, model: dict | None = None, **params) -> SimResult:
+             root: int = 0, model: dict | None = None, protocol: str = "auto", **params) -> SimResult:
     """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
 
     No data moves: the schedule's transfers go to the network model, so any device count works.
     ``nbytes`` is rounded down to whole elements per device as nccl-tests does; ``result.nbytes``
-    is the size actually timed.
+    is the size actually timed. ``protocol`` is the regime (``simple``, ``ll128``, ``ll``; see
+    :mod:`topologies.model`); ``auto`` takes the fastest, as NCCL's tuner does.
 
     Examples
     --------
@@ -206,7 +208,6 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     (1206.0, 9.95)
     """
     from topologies import Topology
-    from topologies.network import StepTimer
 
     if not isinstance(topology, Topology):
         raise TypeError(f"topology must be a topologies.Topology, got {type(topology).__name__}")
@@ -221,7 +222,26 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     P = topology.num_devices
     count = spec.count_for_nbytes(int(nbytes), P, size)
     schedule = build_schedule(collective, algorithm, P, count, root, topology=topology, **params)
-    timer = _timer(topology, model)
+    from topologies.model import PROTOCOLS
+    if protocol != "auto" and protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected auto or one of {', '.join(PROTOCOLS)}")
+    best = None
+    for proto in (PROTOCOLS if protocol == "auto" else (protocol,)):
+        timed = _time_schedule(schedule, spec, topology, _timer(topology, model, proto), size)
+        if best is None or timed[0] < best[0]:  # ties keep the earlier regime (simple first)
+            best = timed + (proto,)
+    total, steps, link_bytes, capacity, proto = best
+    actual = spec.nbytes(P, count, size)
+    algbw = actual / total / 1e9 if total > 0 else 0.0
+    busbw = algbw * spec.busbw_factor(P)
+    peak = peak_bw_GBps(topology)
+    return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
+                     busbw / peak if peak > 0 else math.nan, steps, link_bytes, topology.arrays.edges,
+                     capacity, proto)
+
+
+def _time_schedule(schedule, spec, topology, timer, itemsize):
+    """(total seconds, per-phase steps, bytes per link, link capacities) of a schedule in one regime."""
     reduce_Bps = _reduce_rates(topology)
     total = timer.link.call_s
     steps = []
@@ -230,7 +250,7 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     if schedule.endpoints:
         reduce_Bps = np.concatenate([reduce_Bps, [topology.graph.nodes[n].get("reduce_bw_GBps", math.inf) * 1e9
                                                   for n in schedule.endpoints]])
-    for phase, src, dst, nb, reduce, repeat in schedule.timing(size):
+    for phase, src, dst, nb, reduce, repeat in schedule.timing(itemsize):
         t_net, detail = timer.time(node_of[src], node_of[dst], nb)
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
         # Devices reduce while data streams in (as NCCL's kernels do): the slower of the two sets the pace.
@@ -244,13 +264,7 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
             steps[-1]["repeat"] += repeat
         else:
             steps.append({"phase": phase, "repeat": repeat, "step_s": t_step})
-    actual = spec.nbytes(P, count, size)
-    algbw = actual / total / 1e9 if total > 0 else 0.0
-    busbw = algbw * spec.busbw_factor(P)
-    peak = peak_bw_GBps(topology)
-    return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
-                     busbw / peak if peak > 0 else math.nan, steps, link_bytes, topology.arrays.edges,
-                     timer.link.capacity_Bps)
+    return total, steps, link_bytes, timer.link.capacity_Bps
 
 
 def _endpoint_nodes(topology, schedule) -> np.ndarray:
@@ -272,12 +286,12 @@ def peak_bw_GBps(topology) -> float:
     return min(topology.injection_bw_GBps(i) for i in range(topology.num_devices))
 
 
-def _timer(topology, model):
+def _timer(topology, model, protocol):
     from topologies.network import StepTimer
-    key = repr(sorted((model or {}).items()))
+    key = (repr(sorted((model or {}).items())), protocol)
     cache = topology.__dict__.setdefault("_step_timers", {})
     if key not in cache:
-        cache[key] = StepTimer(topology, model)
+        cache[key] = StepTimer(topology, model, protocol)
     return cache[key]
 
 

@@ -34,7 +34,8 @@ def chain(caps_GBps, lat_us=0.0):
 def test_ring_allreduce_closed_form(P):
     # T = 2(P-1) (alpha + n / (P B)), alpha = one hop's latency, n divisible by P.
     alpha, B, n = 2e-6, 25e9, 4 * P * 1024 * 1024
-    r = collectives.simulate("allreduce", n, ring(P, bw_GBps=B / 1e9, lat_us=alpha * 1e6), algorithm="ring")
+    r = collectives.simulate("allreduce", n, ring(P, bw_GBps=B / 1e9, lat_us=alpha * 1e6), algorithm="ring",
+                             channels=1)
     assert close(r.time_s, 2 * (P - 1) * (alpha + n / (P * B)))
 
 
@@ -92,12 +93,12 @@ def test_alltoall_across_two_nodes_is_bounded_by_the_nics():
     t = two_level(2, 4, intra_bw_GBps=200.0, intra_lat_us=0.0, intra_link="generic", nic_bw_GBps=10.0,
                   nic_lat_us=0.0, nic_link="generic", pcie_bw_GBps=1000.0, pcie_lat_us=0.0, fabric="switch")
     m = 1_000_000
-    r = collectives.simulate("alltoall", 8 * m, t, algorithm="direct", model={"pcie": {"msg_us": 0.0}})
+    r = collectives.simulate("alltoall", 8 * m, t, algorithm="direct", model={"pcie": {"msg_us": 0.0, "call_us": 0.0}})
     assert close(r.time_s, 4 * m / 10e9, rel=1e-6)
     fast = two_level(2, 4, intra_bw_GBps=200.0, intra_lat_us=0.0, intra_link="generic", nic_bw_GBps=100.0,
                      nic_lat_us=0.0, nic_link="generic", pcie_bw_GBps=1000.0, pcie_lat_us=0.0, fabric="switch")
     assert collectives.simulate("alltoall", 8 * m, fast, algorithm="direct",
-                                model={"pcie": {"msg_us": 0.0}}).time_s < r.time_s / 5
+                                model={"pcie": {"msg_us": 0.0, "call_us": 0.0}}).time_s < r.time_s / 5
 
 
 def test_ring_over_a_shared_link_is_slowed():
@@ -112,7 +113,7 @@ def test_ring_over_a_shared_link_is_slowed():
         add_link(g, f"d{i}", "A" if i % 2 == 0 else "B", bw_GBps=100.0, lat_us=0.0)
     add_link(g, "A", "B", bw_GBps=10.0, lat_us=0.0)
     n = 4 * 1_000_000
-    r = collectives.simulate("allreduce", n, Topology(g), algorithm="ring")
+    r = collectives.simulate("allreduce", n, Topology(g), algorithm="ring", channels=1)
     assert close(r.time_s, 6 * (n / 4) / 5e9)
 
 
@@ -127,17 +128,32 @@ def test_busbw_tends_to_link_bandwidth_times_efficiency(topo, alg, coll, bw):
     from topologies.model import LINK_DEFAULTS
 
     eff = LINK_DEFAULTS[topo.link_kinds[0]]["efficiency"]
-    r = collectives.simulate(coll, 8 * 2**30, topo, algorithm=alg)
+    r = collectives.simulate(coll, 8 * 2**30, topo, algorithm=alg, protocol="simple",
+                             **({"channels": 1} if alg == "ring" else {}))
     assert 0.99 * bw * eff <= r.busbw_GBps <= bw * eff * (1 + 1e-9)
 
 
 def test_model_overrides_per_topology_and_per_call():
     t = ring(4, bw_GBps=10.0, lat_us=0.0, link="nvlink")
-    base = collectives.simulate("allreduce", 4 * 2**20, t).time_s
-    half = collectives.simulate("allreduce", 4 * 2**20, t, model={"nvlink": {"efficiency": 0.41, "msg_us": 1.0}}).time_s
+    kw = dict(channels=1, protocol="simple")
+    base = collectives.simulate("allreduce", 4 * 2**20, t, **kw).time_s
+    half = collectives.simulate("allreduce", 4 * 2**20, t, model={"nvlink": {"efficiency": 0.41}}, **kw).time_s
     assert half > 1.9 * base
     t.model["nvlink"] = {"efficiency": 0.41}
-    assert close(collectives.simulate("allreduce", 4 * 2**20, t.copy()).time_s, half)
+    assert close(collectives.simulate("allreduce", 4 * 2**20, t.copy(), **kw).time_s, half)
+
+
+def test_protocol_regimes():
+    # On NVLink, LL pays less per message and gets half the bandwidth: it wins small messages,
+    # Simple wins large ones, and auto takes the faster of the regimes.
+    t = switch(8, bw_GBps=450.0, lat_us=0.3, link="nvlink")
+    small = {p: collectives.simulate("allreduce", 4096, t, protocol=p, channels=1) for p in ("ll", "simple", "auto")}
+    big = {p: collectives.simulate("allreduce", 1 << 30, t, protocol=p, channels=1) for p in ("ll", "simple", "auto")}
+    assert small["ll"].time_s < small["simple"].time_s and small["auto"].protocol == "ll"
+    assert big["simple"].time_s < big["ll"].time_s and big["auto"].protocol == "simple"
+    assert close(big["ll"].busbw_GBps / big["simple"].busbw_GBps, 0.5, rel=2e-2)
+    with pytest.raises(ValueError, match="unknown protocol 'fast'"):
+        collectives.simulate("allreduce", 4096, t, protocol="fast")
 
 
 def test_reduction_cost_uses_device_memory_bandwidth():
@@ -202,3 +218,5 @@ def test_simulate_bad_sizes():
         collectives.simulate("allreduce", -8, ring(2))
     with pytest.raises(ValueError, match="efficiency"):
         collectives.simulate("allreduce", 8, ring(2), model={"generic": {"efficiency": 0}})
+    with pytest.raises(ValueError, match="unknown model parameter 'eff'"):
+        collectives.simulate("allreduce", 8, ring(2), model={"generic": {"eff": 0.5}})

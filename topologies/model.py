@@ -3,63 +3,86 @@
 Per link kind:
 
 - ``efficiency``: the fraction of a link's line rate that carries data (protocol headers, flow
-  control, CRC). A link of ``bw_GBps`` moves data at ``bw_GBps * efficiency``.
-- ``msg_us``: fixed cost of one message that crosses links of this kind (software and DMA setup,
-  synchronisation), added once per transfer on top of the links' ``lat_us``; a path through several
-  kinds pays the largest.
+  control, CRC) in the full-bandwidth regime. A link of ``bw_GBps`` moves data at
+  ``bw_GBps * efficiency * PROTOCOL_EFFICIENCY[protocol]``.
+- ``msg_us`` / ``ll128_msg_us`` / ``ll_msg_us``: fixed cost of one message that crosses links of
+  this kind (software and DMA setup, synchronisation) in each protocol regime, added once per
+  transfer on top of the links' ``lat_us``; a path through several kinds pays the largest.
 
-Global:
+- ``call_us`` / ``ll128_call_us`` / ``ll_call_us``: fixed cost of one collective call (kernel
+  launch, bookkeeping) in each regime, paid once; a topology pays the largest among its link kinds
+  (it belongs to the vendor's software stack, which the link kinds stand for).
 
-- ``call_us``: fixed cost of one collective call (kernel launch, bookkeeping), paid once.
+A call runs in one regime; ``simulate(..., protocol="auto")`` picks the fastest, as NCCL's tuner does.
 
 Values below are first estimates from the measured-vs-line-rate figures in
 ``../shared/reference/hardware.md``; ``generic`` is an ideal link (no overhead) for textbook
 topologies and closed-form checks. Override them per topology (``topology.model``) or per call
-(``model=`` argument), e.g. ``{"nvlink": {"efficiency": 0.75}, "call_us": 5.0}``.
+(``model=`` argument), e.g. ``{"nvlink": {"efficiency": 0.75, "call_us": 5.0}}``.
 """
 
 from __future__ import annotations
 
 import math
 
+# Protocol regimes, after NCCL's (hardware.md: NCCL protocols): LL carries 8 data bytes per 16-byte
+# line, LL128 120 of 128; Simple sends the data as is but pays more per message. The factor scales a
+# link's ``efficiency``; each regime has its own per-message (``*msg_us``) and per-call costs.
+PROTOCOLS = ("simple", "ll128", "ll")
+PROTOCOL_EFFICIENCY = {"simple": 1.0, "ll128": 120 / 128, "ll": 8 / 16}
+MSG_KEY = {"simple": "msg_us", "ll128": "ll128_msg_us", "ll": "ll_msg_us"}
+CALL_KEY = {"simple": "call_us", "ll128": "ll128_call_us", "ll": "ll_call_us"}
+
+# Per link kind. ``efficiency`` is Simple's fraction of line rate; msg costs are per transfer, call
+# costs per collective call (a topology pays the largest of its link kinds'). NVIDIA-stack call costs:
+# hardware.md, NCCL's base latency per call (us), ring: LL 6.6, LL128 14, Simple 8.4; HCCL's are
+# estimates (doubled, as its messages).
 LINK_DEFAULTS = {
-    # Ideal link: closed forms and user-built textbook topologies.
-    "generic": {"efficiency": 1.0, "msg_us": 0.0},
-    # hardware.md NVLink: NCCL reaches 370 GB/s of 450 line rate on H100, about 0.82.
-    "nvlink": {"efficiency": 0.82, "msg_us": 1.0},
-    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75.
-    "xgmi": {"efficiency": 0.75, "msg_us": 1.5},
-    # hardware.md Ascend 910B: 19-26 GB/s measured on a 28 GB/s link; 0.8 is an estimate at the top of that range.
-    "hccs": {"efficiency": 0.8, "msg_us": 2.0},
-    # hardware.md CloudMatrix 384: 150-210 GB/s measured per die pair on 196 GB/s-class UB links; estimate 0.85.
-    "ub": {"efficiency": 0.85, "msg_us": 1.0},
-    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94.
-    "ib": {"efficiency": 0.94, "msg_us": 2.5},
-    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9.
-    "roce": {"efficiency": 0.9, "msg_us": 3.0},
-    # Estimate: PCIe Gen4/5 x16 DMA reaches about 80% of line rate (NCCL models Gen4 x16 at 24 of 32 GB/s).
-    "pcie": {"efficiency": 0.8, "msg_us": 1.0},
+    # Ideal link: closed forms and user-built textbook topologies (no overhead in any regime).
+    "generic": {"efficiency": 1.0, "msg_us": 0.0, "ll128_msg_us": 0.0, "ll_msg_us": 0.0,
+               "call_us": 0.0, "ll128_call_us": 0.0, "ll_call_us": 0.0},
+    # hardware.md NVLink: NCCL reaches 370 GB/s of 450 line rate on H100, about 0.82; NCCL's
+    # per-hop latencies (us) LL / LL128 / Simple 0.6 / 1.9 / 3.4.
+    "nvlink": {"efficiency": 0.82, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
+               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75. Costs: estimates, as NVLink.
+    "xgmi": {"efficiency": 0.75, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
+               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # hardware.md Ascend 910B: 19-26 GB/s measured on a 28 GB/s link; 0.8 is an estimate at the top
+    # of that range. Costs: estimates, NVLink's doubled (HCCL's notify-based synchronisation).
+    "hccs": {"efficiency": 0.8, "msg_us": 6.8, "ll128_msg_us": 3.8, "ll_msg_us": 1.2,
+               "call_us": 16.8, "ll128_call_us": 28.0, "ll_call_us": 13.2},
+    # hardware.md CloudMatrix 384: 150-210 GB/s measured per die pair on 196 GB/s-class UB links;
+    # estimate 0.85. Costs: estimates, as HCCS.
+    "ub": {"efficiency": 0.85, "msg_us": 6.8, "ll128_msg_us": 3.8, "ll_msg_us": 1.2,
+               "call_us": 16.8, "ll128_call_us": 28.0, "ll_call_us": 13.2},
+    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94; NCCL's network per-hop
+    # latencies LL / LL128 / Simple 2.7 / 4.0 / 14 us.
+    "ib": {"efficiency": 0.94, "msg_us": 14.0, "ll128_msg_us": 4.0, "ll_msg_us": 2.7,
+               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9. Costs: as IB.
+    "roce": {"efficiency": 0.9, "msg_us": 14.0, "ll128_msg_us": 4.0, "ll_msg_us": 2.7,
+               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # Estimate: PCIe Gen4/5 x16 DMA reaches about 80% of line rate (NCCL models Gen4 x16 at 24 of 32
+    # GB/s); costs as NVLink.
+    "pcie": {"efficiency": 0.8, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
+               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
 }
-GLOBAL_DEFAULTS = {"call_us": 0.0}
-LINK_PARAMS = ("efficiency", "msg_us")
+LINK_PARAMS = ("efficiency", "msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")
 
 
 def resolve(topology_model: dict | None = None, call_model: dict | None = None) -> dict:
     """Merge defaults, the topology's overrides and the call's overrides into one parameter dict.
 
-    >>> p = resolve({"nvlink": {"efficiency": 0.5}}, {"call_us": 3.0})
-    >>> p["nvlink"]["efficiency"], p["nvlink"]["msg_us"], p["call_us"]
-    (0.5, 1.0, 3.0)
+    >>> p = resolve({"nvlink": {"efficiency": 0.5}}, {"nvlink": {"call_us": 3.0}})
+    >>> p["nvlink"]["efficiency"], p["generic"]["msg_us"], p["nvlink"]["call_us"]
+    (0.5, 0.0, 3.0)
     """
     params = {k: dict(v) for k, v in LINK_DEFAULTS.items()}
-    params.update(GLOBAL_DEFAULTS)
     for layer in (topology_model or {}), (call_model or {}):
         if not isinstance(layer, dict):
             raise TypeError(f"model overrides must be a dict, got {type(layer).__name__}")
         for key, value in layer.items():
-            if key in GLOBAL_DEFAULTS:
-                params[key] = _check(key, value, key)
-                continue
             if key in LINK_PARAMS:
                 raise ValueError(f"model parameter {key!r} needs a link kind, e.g. {{'nvlink': {{{key!r}: ...}}}}")
             if not isinstance(value, dict):

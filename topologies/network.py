@@ -45,14 +45,19 @@ class TransferResult:
 class LinkParams:
     """Per-edge capacity (bytes/s) and per-edge message cost of a topology under resolved parameters."""
 
-    def __init__(self, topo: Topology, model: dict | None = None):
+    def __init__(self, topo: Topology, model: dict | None = None, protocol: str = "simple"):
+        if protocol not in _model.PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(_model.PROTOCOLS)}")
         self.params = _model.resolve(topo.model, model)
+        self.protocol = protocol
         a = topo.arrays
         eff = np.array([_model.link_param(self.params, k, "efficiency") for k in a.link_kinds])
-        msg = np.array([_model.link_param(self.params, k, "msg_us") for k in a.link_kinds])
+        eff = eff * _model.PROTOCOL_EFFICIENCY[protocol]
+        msg = np.array([_model.link_param(self.params, k, _model.MSG_KEY[protocol]) for k in a.link_kinds])
         self.capacity_Bps = a.bw_GBps * 1e9 * eff[a.edge_kind]
         self.msg_s = msg[a.edge_kind] * 1e-6
-        self.call_s = self.params["call_us"] * 1e-6
+        call = [_model.link_param(self.params, k, _model.CALL_KEY[protocol]) for k in a.link_kinds]
+        self.call_s = max(call, default=0.0) * 1e-6
 
 
 def flow_latency_s(routes, link: LinkParams) -> np.ndarray:
@@ -65,7 +70,8 @@ def flow_latency_s(routes, link: LinkParams) -> np.ndarray:
     return lat + msg
 
 
-def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=None) -> TransferResult:
+def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=None,
+                       protocol="simple") -> TransferResult:
     """Simulate transfers with dependencies on ``topo``.
 
     Parameters
@@ -79,6 +85,8 @@ def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=Non
         ``deps[k]``: transfers that must end before transfer ``k`` starts.
     model : dict, optional
         Per-call overrides of the model parameters (see :mod:`topologies.model`).
+    protocol : str
+        The regime the transfers run in: ``simple``, ``ll128`` or ``ll``.
 
     Examples
     --------
@@ -112,7 +120,7 @@ def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=Non
     if cycle >= 0:
         raise ValueError(f"dependency cycle through transfer {cycle}")
     routes = route_pairs(topo, src, dst)
-    link = LinkParams(topo, model)
+    link = LinkParams(topo, model, protocol)
     lat = flow_latency_s(routes, link)
     start, end, busy = _run_flows(routes.ptr, routes.edge, routes.frac, link.capacity_Bps, nbytes, lat,
                                   dep_ptr, dep_idx)
@@ -133,9 +141,9 @@ class StepTimer:
     2(P-1) identical steps and a sweep over message sizes cost one solve per distinct pattern.
     """
 
-    def __init__(self, topo: Topology, model: dict | None = None):
+    def __init__(self, topo: Topology, model: dict | None = None, protocol: str = "simple"):
         self.topo = topo
-        self.link = LinkParams(topo, model)
+        self.link = LinkParams(topo, model, protocol)
         self._cache = {}
 
     def time(self, src, dst, nbytes):
