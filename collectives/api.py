@@ -171,6 +171,13 @@ class SimResult:
     edges: list | None = field(default=None, repr=False)
     capacity_Bps: np.ndarray | None = field(default=None, repr=False)
     protocol: str = "simple"
+    time_samples_s: np.ndarray | None = field(default=None, repr=False)
+
+    def time_stats(self) -> dict:
+        """``min``, ``median``, ``p99`` and ``max`` emulated seconds over the sampled calls."""
+        t = self.time_samples_s if self.time_samples_s is not None else np.array([self.time_s])
+        return {"min": float(t.min()), "median": float(np.median(t)), "p99": float(np.percentile(t, 99)),
+                "max": float(t.max())}
 
     def link_utilisation(self, top: int | None = None) -> dict:
         """``{(u, v): fraction of the link's usable capacity used over the call}``, busiest first."""
@@ -189,13 +196,18 @@ class SimResult:
 
 
 def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dtype="float32", op: str = "sum",
-             root: int = 0, model: dict | None = None, protocol: str = "auto", **params) -> SimResult:
+             root: int = 0, model: dict | None = None, protocol: str = "auto", jitter=None, seed: int = 0,
+             iters: int = 20, **params) -> SimResult:
     """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
 
     No data moves: the schedule's transfers go to the network model, so any device count works.
     ``nbytes`` is rounded down to whole elements per device as nccl-tests does; ``result.nbytes``
     is the size actually timed. ``protocol`` is the regime (``simple``, ``ll128``, ``ll``; see
     :mod:`topologies.model`); ``auto`` takes the fastest, as NCCL's tuner does.
+
+    ``jitter`` (a profile name such as ``"noisy"``, or a dict; see :mod:`topologies.instability`)
+    disturbs ``iters`` seeded calls: ``time_samples_s`` holds their times, ``time_stats()`` their
+    min, median, p99 and max, and ``time_s`` (with algbw and busbw) is the median.
 
     Examples
     --------
@@ -230,14 +242,20 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
         timed = _time_schedule(schedule, spec, topology, _timer(topology, model, proto), size)
         if best is None or timed[0] < best[0]:  # ties keep the earlier regime (simple first)
             best = timed + (proto,)
-    total, steps, link_bytes, capacity, proto = best
+    total, steps, link_bytes, capacity, shapes, proto = best
+    samples = None
+    if jitter is not None:
+        from topologies import instability
+        samples = instability.sample_totals(topology, shapes, _timer(topology, model, proto).link.call_s, jitter,
+                                            seed, iters)
+        total = float(np.median(samples))
     actual = spec.nbytes(P, count, size)
     algbw = actual / total / 1e9 if total > 0 else 0.0
     busbw = algbw * spec.busbw_factor(P)
     peak = peak_bw_GBps(topology)
     return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
                      busbw / peak if peak > 0 else math.nan, steps, link_bytes, topology.arrays.edges,
-                     capacity, proto)
+                     capacity, proto, samples)
 
 
 def _time_schedule(schedule, spec, topology, timer, itemsize):
@@ -245,6 +263,7 @@ def _time_schedule(schedule, spec, topology, timer, itemsize):
     reduce_Bps = _reduce_rates(topology)
     total = timer.link.call_s
     steps = []
+    shapes = []  # (repeat, StepDetail, reduce time, devices taking part) per timed step, for jitter
     link_bytes = np.zeros(len(timer.link.capacity_Bps))
     node_of = _endpoint_nodes(topology, schedule)
     if schedule.endpoints:
@@ -257,14 +276,13 @@ def _time_schedule(schedule, spec, topology, timer, itemsize):
         t_step = max(t_net, t_red)
         total += t_step * repeat
         if detail is not None:
-            routes, b = detail
-            owner = np.repeat(np.arange(len(b)), np.diff(routes.ptr))
-            link_bytes += repeat * np.bincount(routes.edge, weights=routes.frac * b[owner], minlength=len(link_bytes))
+            link_bytes += repeat * detail.link_bytes(len(link_bytes))
+        shapes.append((repeat, detail, t_red, len(np.union1d(src, dst))))
         if steps and steps[-1]["phase"] == phase and steps[-1]["step_s"] == t_step:
             steps[-1]["repeat"] += repeat
         else:
             steps.append({"phase": phase, "repeat": repeat, "step_s": t_step})
-    return total, steps, link_bytes, timer.link.capacity_Bps
+    return total, steps, link_bytes, timer.link.capacity_Bps, shapes
 
 
 def _endpoint_nodes(topology, schedule) -> np.ndarray:

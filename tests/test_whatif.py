@@ -33,7 +33,7 @@ def test_edits_never_mutate_the_input(a2, h100):
     scale_links(a2, factor_lat=3.0, links=[(0, 1)])
     fail_link(a2, 0, 1)
     fail_node(h100, "n0.nvs2")
-    set_jitter(a2, "hccs", sigma=0.1)
+    set_jitter(a2, "hccs", bw_sigma=0.1)
     assert snapshot(a2) == before_a2 and snapshot(h100) == before_h
 
 
@@ -131,22 +131,24 @@ def test_fail_node_bad_input(h100):
 
 
 def test_set_jitter_stores_parameters(a2):
-    t = set_jitter(a2, "hccs", sigma=0.05, dist="lognormal", seed=3)
-    assert t.model["hccs"]["jitter"] == {"sigma": 0.05, "dist": "lognormal", "seed": 3}
+    t = set_jitter(a2, "hccs", bw_sigma=0.05, stall_prob=1e-3, stall_s=0.5)
+    assert t.model["hccs"]["jitter"] == {"bw_sigma": 0.05, "stall_prob": 1e-3, "stall_s": 0.5}
     assert "hccs" not in a2.model
     params = resolve(t.model)
-    assert params["hccs"]["jitter"]["sigma"] == 0.05 and params["hccs"]["efficiency"] == 0.8
-    again = set_jitter(t, "hccs", sigma=0.2)
-    assert again.model["hccs"]["jitter"] == {"sigma": 0.2} and t.model["hccs"]["jitter"]["sigma"] == 0.05
+    assert params["hccs"]["jitter"]["bw_sigma"] == 0.05 and params["hccs"]["efficiency"] == 0.8
+    again = set_jitter(t, "hccs", bw_sigma=0.2)
+    assert again.model["hccs"]["jitter"] == {"bw_sigma": 0.2} and t.model["hccs"]["jitter"]["bw_sigma"] == 0.05
     # Existing overrides of the kind survive.
-    socket = set_jitter(a2, "socket", sigma=0.1).model["socket"]
-    assert socket["efficiency"] == 0.8 and socket["jitter"] == {"sigma": 0.1}
-    assert a2.model["socket"] == {"efficiency": 0.8, "msg_us": 1.0}
+    socket = set_jitter(a2, "socket", bw_sigma=0.1).model["socket"]
+    assert socket["efficiency"] == 0.8 and socket["jitter"] == {"bw_sigma": 0.1}
+    assert a2.model["socket"]["efficiency"] == 0.8 and "jitter" not in a2.model["socket"]
 
 
 @pytest.mark.parametrize("kind,params,match", [
-    ("ib", {"sigma": 0.1}, "no 'ib' links"), ("hccs", {}, "at least one"), ("hccs", {"sigma": -1}, "sigma=-1"),
-    ("hccs", {"sigma": float("nan")}, "sigma=nan"), ("hccs", {"sigma": [1]}, "sigma="),
+    ("ib", {"bw_sigma": 0.1}, "no 'ib' links"), ("hccs", {}, "at least one"),
+    ("hccs", {"bw_sigma": -1}, "bw_sigma=-1"), ("hccs", {"bw_sigma": float("nan")}, "bw_sigma=nan"),
+    ("hccs", {"bw_sigma": [1]}, "bw_sigma="), ("hccs", {"sigma": 0.1}, "unknown link jitter parameter 'sigma'"),
+    ("hccs", {"stall_prob": 2.0}, "probability"),
 ])
 def test_set_jitter_bad_input(a2, kind, params, match):
     with pytest.raises(ValueError, match=match):

@@ -134,6 +134,19 @@ def _link_bytes(routes, nbytes, n_edges):
     return np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=n_edges)
 
 
+@dataclass
+class StepDetail:
+    """The remote transfers of a timed step: routes, bytes, latency and data-completion time each."""
+
+    routes: object
+    nbytes: np.ndarray
+    lat_s: np.ndarray
+    data_s: np.ndarray
+
+    def link_bytes(self, n_edges: int) -> np.ndarray:
+        return _link_bytes(self.routes, self.nbytes, n_edges)
+
+
 class StepTimer:
     """Times steps of concurrent transfers (all start together, no dependencies) on one topology.
 
@@ -147,7 +160,8 @@ class StepTimer:
         self._cache = {}
 
     def time(self, src, dst, nbytes):
-        """``(step_time_s, link_bytes)`` for transfers ``src[k] -> dst[k]`` of ``nbytes[k]`` started at once."""
+        """``(step_time_s, detail)`` for transfers ``src[k] -> dst[k]`` of ``nbytes[k]`` started at once;
+        ``detail`` (None when every transfer is local) is a :class:`StepDetail` of the remote transfers."""
         key = (src.tobytes(), dst.tobytes(), np.asarray(nbytes, np.float64).tobytes())
         hit = self._cache.get(key)
         if hit is not None:
@@ -162,7 +176,7 @@ class StepTimer:
             none = np.zeros(len(s) + 1, np.int64)
             start, end, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, b, lat,
                                        none, none[:0])
-            out = (float(end.max()), (routes, b))
+            out = (float(end.max()), StepDetail(routes, b, lat, end - lat))
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out

@@ -28,7 +28,7 @@ import numpy as np
 
 from .graph import Topology, unreachable_pairs
 
-__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths"]
+__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices"]
 
 _MAX_LISTED = 8     # device pairs named in a message before "... and N more"
 
@@ -156,37 +156,57 @@ def set_nodes(name_or_preset_fn, nodes: int, **options) -> Topology:
 
 
 def set_jitter(topo: Topology, kind: str, name: str | None = None, **params) -> Topology:
-    """Store jitter parameters for links of ``kind`` in ``topo.model[kind]["jitter"]`` (a dict).
-
-    The parameters are kept as given (numbers must be finite and >= 0; strings are allowed, e.g. a
-    distribution name); the network model reads them. Calling again replaces them.
+    """Jitter of links of ``kind``: ``bw_sigma``, ``stall_prob``, ``stall_s`` (see
+    :mod:`topologies.instability`), stored in ``topo.model[kind]["jitter"]``; they override the
+    profile a simulation runs under. Calling again replaces them.
 
     >>> from topologies import preset
-    >>> t = set_jitter(preset("atlas800t-a2"), "roce", sigma=0.05, seed=1)
+    >>> set_jitter(preset("atlas800t-a2"), "roce", bw_sigma=0.05)
     Traceback (most recent call last):
     ...
     ValueError: topology 'atlas800t-a2' has no 'roce' links; its link kinds: hccs, pcie, socket
-    >>> set_jitter(preset("atlas800t-a2"), "hccs", sigma=0.05).model["hccs"]
-    {'jitter': {'sigma': 0.05}}
+    >>> set_jitter(preset("atlas800t-a2"), "hccs", bw_sigma=0.1).model["hccs"]
+    {'jitter': {'bw_sigma': 0.1}}
     """
+    from .instability import LINK_KEYS, profile
+
     if kind not in topo.link_kinds:
         raise ValueError(f"topology {topo.name!r} has no {kind!r} links; its link kinds: {', '.join(topo.link_kinds)}")
     if not params:
-        raise ValueError("set_jitter needs at least one parameter, e.g. sigma=0.05")
-    for key, value in params.items():
-        if isinstance(value, str):
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"jitter parameter {key}={value!r}; expected a finite number >= 0 or a string")
+        raise ValueError("set_jitter needs at least one parameter, e.g. bw_sigma=0.05")
+    bad = [k for k in params if k not in LINK_KEYS]
+    if bad:
+        raise ValueError(f"unknown link jitter parameter {bad[0]!r}; expected one of {', '.join(LINK_KEYS)}")
+    profile(params)  # checks the values
     g = topo.graph.copy()
     model = copy.deepcopy(topo.graph.graph.get("model", {}))
     entry = model.setdefault(kind, {})
     if not isinstance(entry, dict):
         raise ValueError(f"model entry for {kind!r} is {entry!r}; expected a dict")
-    entry["jitter"] = dict(params)
+    entry["jitter"] = {k: float(v) for k, v in params.items()}
     g.graph["model"] = model
     note = f"set_jitter({kind}, " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
     return _derive(topo, g, note, name)
+
+
+def take_devices(topo: Topology, k: int, name: str | None = None) -> Topology:
+    """The first ``k`` devices of ``topo`` with everything else that joins them (switches, NICs,
+    CPUs stay; the other devices go): a 2-GPU job on an 8-GPU server.
+
+    >>> from topologies import preset
+    >>> take_devices(preset("dgx-a100"), 3).num_devices
+    3
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= topo.num_devices:
+        raise ValueError(f"take_devices k={k!r}; expected an integer 1..{topo.num_devices}")
+    g = topo.graph.copy()
+    g.remove_nodes_from(topo.devices[k:])
+    # Nodes that no longer lead anywhere (the NIC of a removed device) go too.
+    keep = set(topo.devices[:k])
+    for comp in nx.weakly_connected_components(g):
+        if not comp & keep:
+            g.remove_nodes_from(comp)
+    return _derive(topo, g, f"take_devices({k})", name or f"{topo.name}[:{k}]")
 
 
 def lost_direct_paths(before: Topology, after: Topology) -> list[tuple[int, int]]:
