@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import xml.etree.ElementTree as ET
 
 import networkx as nx
@@ -49,9 +50,7 @@ def save_json(topo: Topology, path) -> None:
             raise ValueError(f"node id {node!r} cannot be stored in JSON; use strings or integers")
     data = nx.node_link_data(g, edges="links")
     data = {"schema": SCHEMA, "version": VERSION, **data}
-    text = json.dumps(data, indent=1, default=_json_default)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_text_atomic(path, json.dumps(data, indent=1, default=_json_default))
 
 
 def load_json(path) -> Topology:
@@ -70,6 +69,7 @@ def load_json(path) -> Topology:
     for key in ("nodes", "links"):
         if not isinstance(body.get(key), list):
             raise ValueError(f"{path}: missing or malformed {key!r} list")
+    _check_node_count(len(body["nodes"]), path)
     try:
         g = nx.node_link_graph(body, directed=True, multigraph=False, edges="links")
     except (KeyError, TypeError, nx.NetworkXError) as exc:
@@ -104,13 +104,14 @@ def save_graphml(topo: Topology, path) -> None:
     edges = list(g.edges(data=True))
     for (u, v, _), attrs in zip(edges, _encode_attrs([d for _, _, d in edges])):
         h.add_edge(ids[u], ids[v], **attrs)
-    nx.write_graphml(h, path, infer_numeric_types=False)
+    write_text_atomic(path, "\n".join(nx.generate_graphml(h, infer_numeric_types=False)) + "\n")
 
 
 def load_graphml(path) -> Topology:
     """Read a topology written by :func:`save_graphml` (or any GraphML with the same attributes)."""
     text = _read_text(path)
     _reject_dtd(text, path)
+    _check_node_count(text.count("<node "), path)
     try:
         g = nx.read_graphml(path, node_type=str)
     except ET.ParseError as exc:
@@ -415,7 +416,37 @@ class _NcclImport:
 
 # -- shared ------------------------------------------------------------------------------------------
 
+# A topology larger than this is refused before it is parsed: the largest preset systems (16384
+# devices with NICs and a fat tree) have about 40,000 nodes; a file of a million nodes is a mistake
+# or an attack, and would take minutes and gigabytes to validate.
+MAX_NODES = 250_000
+MAX_FILE_BYTES = 256 * 2**20
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` through a temporary file in the same folder and a rename: a failed write never
+    leaves a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_node_count(n, path):
+    if n > MAX_NODES:
+        raise ValueError(f"{path}: {n} nodes is more than the {MAX_NODES} a topology file may have")
+
+
 def _read_text(path) -> str:
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: {size} bytes is larger than the {MAX_FILE_BYTES} a topology file may be")
     try:
         with open(path, "r", encoding="utf-8") as fh:
             return fh.read()
