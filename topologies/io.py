@@ -15,6 +15,7 @@ malformed or truncated input into a ``ValueError`` naming the line or element.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -104,7 +105,9 @@ def save_graphml(topo: Topology, path) -> None:
     edges = list(g.edges(data=True))
     for (u, v, _), attrs in zip(edges, _encode_attrs([d for _, _, d in edges])):
         h.add_edge(ids[u], ids[v], **attrs)
-    write_text_atomic(path, "\n".join(nx.generate_graphml(h, infer_numeric_types=False)) + "\n")
+    buf = io.BytesIO()
+    nx.write_graphml(h, buf, infer_numeric_types=False)
+    write_text_atomic(path, buf.getvalue().decode("utf-8"))
 
 
 def load_graphml(path) -> Topology:
