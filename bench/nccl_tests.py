@@ -71,8 +71,14 @@ def register(sub):
     p.set_defaults(func=main)
 
 
+# Sizes beyond a pebibyte per call are typing mistakes, not what-ifs.
+MAX_SIZE = 2**50
+
+
 def sizes_from(args) -> list[int]:
     lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
+    if hi > MAX_SIZE:
+        raise UsageError(f"-e {args.maxbytes} is larger than the largest size ccemu takes (1P = {MAX_SIZE} bytes)")
     if lo > hi:
         raise UsageError(f"-b {args.minbytes} is larger than -e {args.maxbytes}")
     if args.stepfactor is not None:
@@ -111,6 +117,11 @@ def main(args) -> int:
     ops = _choices(args.op, OPS, "op") if spec.reduces else ["sum"]
     if args.nodes is not None and args.nodes < 1:
         raise UsageError(f"--nodes {args.nodes} must be >= 1")
+    for dtype in types:
+        bad = [s for s in sizes if s % dtypes.itemsize(dtype)]
+        if bad:
+            raise UsageError(f"size {bad[0]} is not a multiple of the {dtype} element size "
+                             f"({dtypes.itemsize(dtype)} bytes)")
     topo = load_topology(args.topology, nodes=args.nodes)
     P = topo.num_devices
     if not 0 <= args.root < P:
