@@ -33,3 +33,4 @@ def abort_others(status: int) -> None:
         sys.stderr.flush()
         sys.stdout.flush()
         MPI.COMM_WORLD.Abort(status)
+        os._exit(status)  # MPICH's Abort has been seen to return; this rank must not go on

@@ -1,0 +1,580 @@
+"""The MPI executor: a schedule's devices spread over MPI ranks, data moved by point-to-point messages.
+
+Rank ``r`` of a communicator of ``R`` ranks hosts the contiguous block of devices
+``r*k .. r*k + k - 1`` (``k`` devices per rank, the same on every rank, ``P = k * R``). Its work
+buffers are one ``(k, L)`` array laid out exactly as :func:`collectives.api.run` lays out rows
+``r*k .. r*k + k - 1`` of its ``(P, L)`` array, so both executors run the same schedule on the same
+bytes. A schedule's extra endpoints (rows ``P, P+1, ...``: a device's scratch buffer, a reducing
+switch's ports) live on the rank of device ``(row - P) mod P``, after that rank's device rows
+(:func:`hosted_endpoints`).
+
+How a step runs on one rank (the step semantics of :mod:`collectives.schedule`: every transfer reads
+the buffers as they were at the start of the step, no chunk is both read and written in a step):
+
+1. post one ``Irecv`` per peer rank that sends to this rank in this step, and one ``Isend`` per
+   peer rank this rank sends to. Several transfers between the same pair of ranks travel as one
+   packed message, in transfer order; a lone transfer is sent straight from the buffer (the chunk
+   is not written during the step, so no snapshot is needed) and, when it is a copy, received
+   straight into its destination chunk;
+2. apply the transfers whose destination is local, in the step's transfer order per destination
+   chunk: local ones from the buffer, remote ones from the received message once it is in. This
+   is the order the local executor uses, so reductions give the same bits;
+3. wait for the sends, so that the next step may overwrite what was sent.
+
+A step's plan (who sends what to whom, in plain ints) is computed once per schedule, rank and
+devices per rank and reused, and :func:`run` caches the last schedules it built: planning costs tens
+of microseconds of numpy per step, as much as moving a MiB. Packed messages go through one scratch
+block per thread that grows to the largest step and is kept (:func:`release_scratch` frees it):
+fresh memory per message would cost a page fault per 4 KiB.
+
+Messages carry the tag ``step index mod 32768``; within a step there is at most one message per
+ordered pair of ranks and MPI keeps messages between a pair in order, so matching is exact. The
+executor's messages use the communicator it is given: a program that has wildcard receives
+outstanding on that communicator should pass a duplicate (:class:`collectives.mpi.EmulatedComm`
+does).
+
+Failures. Every rank must call :func:`run` with matching arguments. :func:`run` first agrees on the
+arguments with one small ``Allgather``: bad input on any rank (or shapes, dtypes or arguments that
+differ between ranks) raises on *every* rank, so nobody is left waiting. An exception after that
+point (inside a step) can leave the other ranks blocked in a receive: callers abort the job on
+error, with :func:`abort_on_error` (or ``python -m mpi4py script.py``, which does the same).
+
+This module is the only one in the project that imports mpi4py (``bench.mpi_support`` imports it
+lazily to detect a launch); others take ``MPI`` from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import weakref
+import zlib
+from collections import OrderedDict
+
+import numpy as np
+from mpi4py import MPI
+from mpi4py.util import dtlib
+
+from .. import api, dtypes, kernels, registry
+from ..allgather import AllGather
+from ..alltoall import AllToAll
+from ..collective import Collective
+from ..reduce import Reduce
+from ..reduce_scatter import ReduceScatter
+from ..schedule import Schedule
+
+__all__ = ["MPI", "run", "execute", "abort_on_error", "RankMismatch", "hosted_endpoints", "load_rows",
+           "extract_rows", "numpy_dtype", "release_scratch"]
+
+# Tags wrap at the smallest upper bound MPI guarantees (MPI_TAG_UB >= 32767).
+_TAG_SPACE = 32768
+
+
+# -- public entry points ------------------------------------------------------------------------
+
+def run(collective: str, local_data, comm, algorithm: str = "ring", op: str = "sum", root: int = 0,
+        dtype=None, **params):
+    """Run ``collective`` with this rank's devices' data and return this rank's rows of the result.
+
+    Collective over ``comm``: every rank calls it with the same arguments and a ``local_data`` of
+    the same shape and dtype.
+
+    Parameters
+    ----------
+    collective : str
+        ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``, ``broadcast`` or ``reduce``.
+    local_data : numpy.ndarray, shape (k, x)
+        Inputs of the devices this rank hosts: row ``i`` is device ``rank*k + i``. ``x`` is what
+        :func:`collectives.run` takes per device (allreduce, broadcast, reduce ``n``; allgather
+        ``m``; reduce_scatter and alltoall ``P*m``, ``P = k * comm size``). Never modified.
+    comm : mpi4py.MPI.Intracomm
+        The ranks; ``P = k * comm.Get_size()`` devices in all.
+    algorithm, op, root, dtype, **params
+        As for :func:`collectives.run`.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Rows ``rank*k .. rank*k + k - 1`` of ``collectives.run(collective, full_data, ...)``, bit for
+        bit: allreduce, broadcast (k, n); allgather (k, P*m); reduce_scatter (k, m); alltoall
+        (k, P*m). For ``reduce``, the root's (n,) result on the rank hosting the root and ``None``
+        on the others.
+
+    Raises
+    ------
+    ValueError, TypeError
+        The errors of :func:`collectives.run`, raised on the rank whose input is wrong; the other
+        ranks raise :class:`RankMismatch` (a ``ValueError``) naming that rank. Shapes, dtypes or
+        arguments that differ between ranks raise ``RankMismatch`` with the same message on every
+        rank.
+    """
+    error = data = name = None
+    try:
+        spec = registry.collective(collective)
+        registry.builder(collective, algorithm)
+        dtypes.check_op(op, None)
+        data, name = api._check_data(local_data, dtype)
+    except Exception as exc:  # noqa: BLE001 -- any local failure must reach the other ranks first
+        error = exc
+    _agree(comm, error, data, name, _fingerprint(collective, algorithm, op, root, name, params))
+
+    k, x = data.shape
+    P = k * comm.Get_size()
+    first = comm.Get_rank() * k
+    count = spec.count_from_shape((P, x), P)  # same shape everywhere: raises on every rank or none
+    schedule = _schedule(collective, algorithm, P, count, root, params)
+    buf = load_rows(spec, api._as_storage(data, name), P, count, root, first)
+    hosted = hosted_endpoints(schedule, k, comm.Get_rank())
+    if hosted:  # rows for the schedule's extra endpoints on this rank, empty at the start
+        buf = np.concatenate([buf, np.zeros((hosted, buf.shape[1]), buf.dtype)])
+    fmt = dtypes.kernel_format(name)
+    opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
+    execute(schedule, buf, comm, first, opc, fmt)
+    out = extract_rows(spec, buf[:k], P, count, root, first)
+    if out is None:
+        return None
+    if spec.reduces and op == "avg":
+        kernels.finish_avg(out, P, fmt)
+    return out.view(data.dtype) if out.dtype != data.dtype else out
+
+
+def execute(schedule: Schedule, local_buf: np.ndarray, comm, first_device: int, op_code: int, fmt: int) -> None:
+    """Apply every step of ``schedule`` to this rank's work buffers in place (the timed loop).
+
+    Collective over ``comm``; no argument checking between ranks (:func:`run` does that).
+
+    Parameters
+    ----------
+    schedule : Schedule
+        Built for ``P = k * comm.Get_size()`` devices.
+    local_buf : numpy.ndarray, shape (k, schedule.length) or (k + e, schedule.length), C-contiguous
+        Work buffers of devices ``first_device .. first_device + k - 1`` in kernel storage
+        (float16/bfloat16 as uint16), optionally followed by the rows of the ``e`` schedule
+        endpoints this rank hosts (:func:`hosted_endpoints`). Given only the ``k`` device rows, the
+        endpoint rows are allocated here for the call (one extra copy of the buffers).
+    comm : mpi4py.MPI.Intracomm
+    first_device : int
+        ``comm.Get_rank() * k``: devices are laid out in contiguous blocks of ``k`` per rank.
+    op_code, fmt : int
+        :data:`collectives.kernels.OP_CODES` value and kernel format (``dtypes.kernel_format``).
+    """
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if local_buf.ndim != 2 or not local_buf.flags.c_contiguous:
+        raise ValueError(f"local_buf must be a C-contiguous (devices, elements) array, got shape {local_buf.shape}")
+    k = schedule.P // size
+    if k < 1 or schedule.P != k * size:
+        raise ValueError(f"schedule has P={schedule.P} devices, not a multiple of the {size} ranks")
+    hosted = hosted_endpoints(schedule, k, rank)
+    if local_buf.shape[0] not in (k, k + hosted):
+        raise ValueError(f"local_buf has {local_buf.shape[0]} rows; rank {rank} hosts {k} of the P={schedule.P} "
+                         f"devices" + (f" and {hosted} schedule endpoints" if hosted else ""))
+    if local_buf.shape[1] != schedule.length:
+        raise ValueError(f"local_buf has {local_buf.shape[1]} elements per device; "
+                         f"the schedule needs {schedule.length}")
+    if first_device != rank * k:
+        raise ValueError(f"first_device={first_device}; rank {rank} with {k} devices per rank hosts devices "
+                         f"from {rank * k}")
+    work = local_buf
+    if local_buf.shape[0] != k + hosted:  # endpoint rows start empty, as in collectives.run
+        work = np.zeros((k + hosted, schedule.length), dtype=local_buf.dtype)
+        work[:k] = local_buf
+    for plan in _plans(schedule, k, rank):
+        _run_step(plan, work, comm, op_code, fmt)
+    if work is not local_buf:
+        local_buf[...] = work[:k]
+
+
+def hosted_endpoints(schedule: Schedule, k: int, rank: int) -> int:
+    """How many of the schedule's extra endpoints (rows ``P, P+1, ...``) rank ``rank`` hosts.
+
+    Endpoint ``P + j`` lives on the rank of device ``j mod P``: algorithms number them per device
+    (a device's scratch buffer, a switch's port facing device ``j``), so a device's own endpoints
+    stay on its rank and transfers between them are local copies. A rank keeps its endpoint rows
+    after its device rows, in endpoint order.
+    """
+    if not schedule.endpoints:
+        return 0
+    return int(_layout(schedule, k)[2][rank])
+
+
+def _layout(schedule: Schedule, k: int):
+    """(owner rank, local row) of every buffer row (devices, then endpoints), and endpoints per rank."""
+    P, E = schedule.P, len(schedule.endpoints)
+    size = P // k
+    rows = np.arange(P + E, dtype=np.int64)
+    owner = np.where(rows < P, rows, (rows - P) % P) // k
+    local = rows % k  # devices: position in the rank's block
+    if E:
+        ep_owner = owner[P:]
+        order = np.argsort(ep_owner, kind="stable")
+        sorted_owner = ep_owner[order]
+        position = np.empty(E, dtype=np.int64)
+        position[order] = np.arange(E) - np.searchsorted(sorted_owner, sorted_owner, side="left")
+        local[P:] = k + position
+    hosted = np.bincount(owner[P:], minlength=size)
+    return owner, local, hosted
+
+
+@contextlib.contextmanager
+def abort_on_error(comm=None, status: int = 1):
+    """End every rank promptly when this rank fails, instead of leaving the others blocked.
+
+    On an exception inside the block (or the decorated function) with more than one rank, print
+    ``rank R: <Type>: <message>`` as one line on stderr and call ``comm.Abort(status)``, which ends
+    all processes of the job (the launcher then exits non-zero); should ``Abort`` return (MPICH's
+    may, until the launcher's kill arrives) the process exits at once with ``status``. With one rank
+    nobody can be left waiting, so the exception propagates unchanged.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        Communicator to abort; ``MPI.COMM_WORLD`` by default.
+    status : int
+        Exit status passed to ``Abort``.
+
+    Examples
+    --------
+    >>> with abort_on_error():
+    ...     pass
+    """
+    try:
+        yield
+    except Exception as exc:
+        comm = MPI.COMM_WORLD if comm is None else comm
+        if comm.Get_size() <= 1:
+            raise
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        sys.stdout.flush()
+        print(f"rank {comm.Get_rank()}: {text}", file=sys.stderr, flush=True)
+        comm.Abort(status)
+        # MPICH's MPI_Abort may return before the launcher kills this process: never run on.
+        os._exit(status)
+
+
+def numpy_dtype(datatype) -> np.dtype | None:
+    """The numpy dtype of a predefined MPI datatype (or typecode string); ``None`` if it has none."""
+    try:
+        if isinstance(datatype, str):
+            datatype = MPI.Datatype.fromcode(datatype)
+        if not datatype.is_predefined:
+            return None
+        return np.dtype(dtlib.to_numpy_dtype(datatype))
+    except (KeyError, ValueError, TypeError, AttributeError, MPI.Exception):
+        return None
+
+
+# -- the rank's rows of the collective's buffers -------------------------------------------------
+
+def load_rows(spec: Collective, data: np.ndarray, P: int, count: int, root: int, first: int) -> np.ndarray:
+    """Work buffers (k, L) of devices ``first .. first+k-1``: rows of ``spec.load`` on the full data.
+
+    ``load`` fills each device's row from that device's input alone; the known layouts are built
+    row by row here, in memory proportional to the rank's devices. A collective with another
+    ``load`` falls back to loading a (P, L) array and keeping this rank's rows (correct, but it
+    needs memory for all P devices).
+    """
+    k, x = data.shape
+    method = type(spec).load
+    if method in (Collective.load, AllGather.load):
+        # np.empty and explicit zeroing of the rest: np.zeros on reused heap memory would write it twice.
+        buf = np.empty((k, spec.buffer_length(P, count)), dtype=data.dtype)
+    if method is Collective.load:
+        buf[:, :x] = data
+        buf[:, x:] = 0
+        return buf
+    if method is AllGather.load:  # device d's input goes to slot d
+        buf[...] = 0
+        for i in range(k):
+            d = first + i
+            buf[i, d * count:(d + 1) * count] = data[i]
+        return buf
+    full = np.zeros((P, data.shape[1]), dtype=data.dtype)
+    full[first:first + k] = data
+    return np.ascontiguousarray(spec.load(full, P, count, root)[first:first + k])
+
+
+def extract_rows(spec: Collective, buf: np.ndarray, P: int, count: int, root: int, first: int):
+    """This rank's rows of ``spec.extract`` (or, for a root-only result, the root's row or ``None``)."""
+    k = buf.shape[0]
+    method = type(spec).extract
+    if method is Collective.extract:
+        return buf
+    if method is AllToAll.extract:  # a column slice: row-wise already
+        return spec.extract(buf, P, count, root)
+    if method is ReduceScatter.extract:  # device d keeps slot d
+        return np.stack([buf[i, (first + i) * count:(first + i + 1) * count] for i in range(k)])
+    if method is Reduce.extract:
+        return buf[root - first].copy() if first <= root < first + k else None
+    full = np.zeros((P, buf.shape[1]), dtype=buf.dtype)
+    full[first:first + k] = buf
+    out = spec.extract(full, P, count, root)
+    if out.ndim == 1:  # a root-only result
+        return out if first <= root < first + k else None
+    return np.ascontiguousarray(out[first:first + k])
+
+
+# -- argument agreement --------------------------------------------------------------------------
+
+class RankMismatch(ValueError):
+    """Raised by :func:`run` on every rank whose own arguments are fine when another rank's are not,
+    or when shapes, dtypes or arguments differ between ranks (nothing has been exchanged)."""
+
+
+_DTYPE_NAMES = list(dtypes.DTYPES)
+
+
+def _fingerprint(collective, algorithm, op, root, name, params) -> int:
+    # Only plain values: the repr of an object (a topology) holds an address that differs by rank.
+    plain = sorted((key, value if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__)
+                   for key, value in params.items())
+    return zlib.crc32(repr((collective, algorithm, op, root, name, plain)).encode())
+
+
+def _agree(comm, error, data, name, fingerprint) -> None:
+    """One Allgather of (failed, k, x, dtype, fingerprint): raise on every rank if any rank cannot go on."""
+    size = comm.Get_size()
+    k, x = data.shape if error is None else (0, 0)
+    code = _DTYPE_NAMES.index(name) if error is None else -1
+    mine = np.array([error is not None, k, x, code, fingerprint], dtype=np.int64)
+    table = np.empty((size, mine.size), dtype=np.int64)
+    comm.Allgather(mine, table)
+    if error is not None:
+        raise error
+    failed = np.flatnonzero(table[:, 0])
+    if failed.size:
+        raise RankMismatch(f"invalid arguments on {_ranks(failed)} (the error is raised there); "
+                         f"no data was exchanged")
+    layouts = [(int(kk), int(xx), int(cc)) for kk, xx, cc in table[:, 1:4]]
+    if len(set(layouts)) > 1:
+        groups = {}
+        for r, lay in enumerate(layouts):
+            groups.setdefault(lay, []).append(r)
+        shown = "; ".join(f"({kk}, {xx}) {_DTYPE_NAMES[cc]} on {_ranks(rs)}" for (kk, xx, cc), rs in groups.items())
+        raise RankMismatch(f"local_data differs across ranks: {shown}; every rank needs the same "
+                         f"(devices per rank, elements) shape and dtype")
+    if len(set(table[:, 4].tolist())) > 1:
+        raise RankMismatch("collective, algorithm, op, root, dtype or parameters differ across ranks; "
+                         "every rank must pass the same arguments")
+
+
+def _ranks(ranks) -> str:
+    ranks = [int(r) for r in ranks]
+    shown = ", ".join(map(str, ranks[:8])) + (", ..." if len(ranks) > 8 else "")
+    return f"rank{'s' if len(ranks) > 1 else ''} {shown}"
+
+
+# -- cached schedules and step plans ----------------------------------------------------------------
+
+# Repeated calls (a benchmark loop, a training step) reuse the schedule and this rank's step plans:
+# planning a step costs tens of microseconds of numpy calls, as much as moving a MiB.
+_SCHEDULES: OrderedDict = OrderedDict()
+_SCHEDULE_CACHE_SIZE = 32
+_PLANS: dict = {}  # (id(schedule), k, rank) -> [_StepPlan]; dropped when the schedule is collected
+
+
+def _schedule(collective, algorithm, P, count, root, params) -> Schedule:
+    """``api.build_schedule``, cached when every parameter is a plain hashable value."""
+    try:
+        key = (collective, algorithm, registry.builder(collective, algorithm), P, count, root,
+               tuple(sorted(params.items())))
+        hash(key)
+    except TypeError:
+        return api.build_schedule(collective, algorithm, P, count, root, **params)
+    schedule = _SCHEDULES.get(key)
+    if schedule is None:
+        schedule = api.build_schedule(collective, algorithm, P, count, root, **params)
+        _SCHEDULES[key] = schedule
+        if len(_SCHEDULES) > _SCHEDULE_CACHE_SIZE:
+            _SCHEDULES.popitem(last=False)
+    else:
+        _SCHEDULES.move_to_end(key)
+    return schedule
+
+
+def _plans(schedule: Schedule, k: int, rank: int) -> list:
+    key = (id(schedule), k, rank)
+    plans = _PLANS.get(key)
+    if plans is None:
+        owner, local_row, _ = _layout(schedule, k)
+        plans = [_plan_step(schedule, step, owner, local_row, rank, index % _TAG_SPACE)
+                 for index, step in enumerate(schedule.steps())]
+        plans = [plan for plan in plans if plan is not None]
+        _PLANS[key] = plans
+        weakref.finalize(schedule, _PLANS.pop, key, None)
+    return plans
+
+
+class _StepPlan:
+    """What this rank does in one step, as plain Python ints (cheap to replay).
+
+    ``recvs``: per sending rank ``(peer, direct, ldst, doff, n, parts)``: a direct message lands in
+    ``buf[ldst, doff:doff+n]``; a packed one occupies ``scratch[doff:doff+n]`` and ``parts`` lists
+    ``(transfer, ldst, doff, n, offset in the message)`` in transfer order.
+    ``sends``: per receiving rank ``(peer, parts, scratch offset, n)`` with parts ``(lsrc, soff, n)``;
+    one part is sent from the buffer itself, several are packed into scratch first.
+    ``local``: the arrays :func:`kernels.apply_step` takes for transfers between this rank's devices
+    that no remote transfer shares a destination chunk with (``None`` if there are none).
+    ``ordered``: for a reduce step, the remaining local-destination transfers in transfer order:
+    ``(ldst, doff, n, recv index or -1, offset in the message or lsrc, soff)``.
+    """
+
+    __slots__ = ("tag", "reduce", "recvs", "sends", "scratch", "local", "ordered")
+
+
+def _plan_step(schedule, step, owner, local_row, rank, tag):
+    ln = schedule.chunk_len[step.src_chunk]
+    keep = ln > 0  # empty chunks carry nothing; both sides drop them, so messages still pair up
+    src, dst = step.src[keep], step.dst[keep]
+    srank, drank = owner[src], owner[dst]
+    incoming = np.flatnonzero((srank != rank) & (drank == rank))
+    outgoing = np.flatnonzero((srank == rank) & (drank != rank))
+    local = np.flatnonzero((srank == rank) & (drank == rank))
+    if not (len(incoming) or len(outgoing) or len(local)):
+        return None
+    soff_arr = schedule.chunk_off[step.src_chunk[keep]]
+    soff = soff_arr.tolist()
+    doff_arr = schedule.chunk_off[step.dst_chunk[keep]]
+    doff = doff_arr.tolist()
+    ln_arr = ln[keep]
+    n = ln_arr.tolist()
+    lsrc_arr, ldst_arr = local_row[src], local_row[dst]
+    lsrc, ldst = lsrc_arr.tolist(), ldst_arr.tolist()
+
+    plan = _StepPlan()
+    plan.tag, plan.reduce = tag, bool(step.reduce)
+    used = 0  # scratch elements handed out so far
+    plan.recvs = []
+    for peer, group in _by_peer(incoming, srank):
+        group = group.tolist()
+        if not plan.reduce and len(group) == 1:  # a lone copy lands straight in its chunk
+            t = group[0]
+            plan.recvs.append((peer, True, ldst[t], doff[t], n[t], []))
+            continue
+        parts, at = [], 0
+        for t in group:
+            parts.append((t, ldst[t], doff[t], n[t], at))
+            at += n[t]
+        plan.recvs.append((peer, False, -1, used, at, parts))
+        used += at
+    plan.sends = []
+    for peer, group in _by_peer(outgoing, drank):
+        parts = [(lsrc[t], soff[t], n[t]) for t in group.tolist()]
+        total = sum(p[2] for p in parts)
+        plan.sends.append((peer, parts, used, total))
+        if len(parts) > 1:
+            used += total
+    plan.scratch = used
+
+    shared = np.zeros(len(local), dtype=bool)
+    plan.ordered = []
+    if plan.reduce and len(incoming):
+        # Chunks that also receive from other ranks take every contribution in transfer order.
+        dkey = ldst_arr * len(schedule.chunk_off) + step.dst_chunk[keep]
+        shared = np.isin(dkey[local], dkey[incoming])
+        source = {}
+        for index, (_, _, _, _, _, parts) in enumerate(plan.recvs):
+            for t, _, _, _, off in parts:
+                source[t] = (index, off)
+        for t in np.sort(np.concatenate((local[shared], incoming))).tolist():
+            index, off = source.get(t, (-1, lsrc[t]))
+            plan.ordered.append((ldst[t], doff[t], n[t], index, off, soff[t]))
+    batch = local[~shared]
+    plan.local = None
+    if len(batch):
+        order = np.argsort(ldst_arr[batch], kind="stable")  # grouped by destination, in transfer order
+        batch = batch[order]
+        d = ldst_arr[batch]
+        group_ptr = np.concatenate(([0], np.flatnonzero(np.diff(d)) + 1, [len(d)])).astype(np.int64)
+        plan.local = (lsrc_arr[batch], d, soff_arr[batch], doff_arr[batch], ln_arr[batch], group_ptr)
+    return plan
+
+
+def _by_peer(indices, peer_of):
+    """Split transfer indices into (peer, indices in transfer order) groups, peers ascending."""
+    if not len(indices):
+        return []
+    peers = peer_of[indices]
+    order = np.argsort(peers, kind="stable")
+    indices, peers = indices[order], peers[order]
+    cuts = np.flatnonzero(np.diff(peers)) + 1
+    return [(int(group_peers[0]), group) for group_peers, group in
+            zip(np.split(peers, cuts), np.split(indices, cuts))]
+
+
+# -- one step --------------------------------------------------------------------------------------
+
+# Scratch memory for packed messages, kept between steps and calls: fresh memory for every message
+# costs a page fault per 4 KiB, as much as the copy itself at MiB sizes. One block per thread,
+# grown to the largest step seen; :func:`release_scratch` gives it back.
+_SCRATCH = threading.local()
+
+
+def release_scratch() -> None:
+    """Free the executor's cached scratch memory (it grows to the largest step's packed messages)."""
+    _SCRATCH.__dict__.pop("block", None)
+
+
+def _scratch(n: int, dtype) -> np.ndarray:
+    """``n`` elements of ``dtype`` in the cached block, valid until the next step."""
+    dtype = np.dtype(dtype)
+    nbytes = n * dtype.itemsize
+    block = getattr(_SCRATCH, "block", None)
+    if block is None or block.nbytes < nbytes:
+        block = np.empty(nbytes, dtype=np.uint8)
+        _SCRATCH.block = block
+    return block[:nbytes].view(dtype)
+
+
+def _run_step(plan, buf, comm, op, fmt) -> None:
+    scratch = _scratch(plan.scratch, buf.dtype) if plan.scratch else None
+    tag = plan.tag
+    recv_requests = []
+    for peer, direct, ldst, off, n, _ in plan.recvs:
+        target = buf[ldst, off:off + n] if direct else scratch[off:off + n]
+        recv_requests.append(comm.Irecv(target, source=peer, tag=tag))
+    send_requests = []
+    for peer, parts, off, n in plan.sends:
+        if len(parts) == 1:
+            lsrc, soff, _ = parts[0]
+            data = buf[lsrc, soff:soff + n]  # not written during the step: sent from the buffer itself
+        else:
+            data = scratch[off:off + n]
+            at = 0
+            for lsrc, soff, m in parts:
+                data[at:at + m] = buf[lsrc, soff:soff + m]
+                at += m
+        send_requests.append(comm.Isend(data, dest=peer, tag=tag))
+    if plan.local is not None:
+        kernels.apply_step(buf, *plan.local, plan.reduce, op, fmt)
+    if plan.reduce:
+        _reduce_in_order(plan, buf, scratch, recv_requests, op, fmt)
+    else:
+        _unpack_copies(plan, buf, scratch, recv_requests)
+    MPI.Request.Waitall(send_requests)
+
+
+def _unpack_copies(plan, buf, scratch, requests) -> None:
+    """Wait for each message as it comes; copy the packed ones into their destination chunks."""
+    for _ in range(len(requests)):
+        index = MPI.Request.Waitany(requests)
+        _, _, _, base, _, parts = plan.recvs[index]
+        for _, ldst, doff, n, off in parts:
+            buf[ldst, doff:doff + n] = scratch[base + off:base + off + n]
+
+
+def _reduce_in_order(plan, buf, scratch, requests, op, fmt) -> None:
+    """Reduce local and received contributions into shared chunks in the step's transfer order."""
+    done = [False] * len(requests)
+    for ldst, doff, n, index, off, soff in plan.ordered:
+        row = buf[ldst]
+        if index >= 0:
+            if not done[index]:
+                requests[index].Wait()
+                done[index] = True
+            base = plan.recvs[index][3]
+            kernels.reduce_chunk(row, doff, scratch, base + off, n, op, fmt)
+        else:
+            kernels.reduce_chunk(row, doff, buf[off], soff, n, op, fmt)
+    MPI.Request.Waitall(requests)  # every message fed a transfer above: this only confirms it

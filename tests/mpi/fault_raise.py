@@ -1,0 +1,44 @@
+"""A rank that fails mid-collective must not leave the others waiting (run by tests/test_mpi_launch.py).
+
+Run under ``mpiexec -n N`` (N >= 2): rank 1 raises inside the executor in the middle of a ring
+allreduce, after it has posted its first messages, while the other ranks wait for its next ones.
+:func:`collectives.executors.mpi.abort_on_error` prints ``rank 1: RuntimeError: ...`` and aborts
+the job, so every rank ends promptly and the launcher exits non-zero. Not collected by pytest (no
+``test_`` prefix); importing it does nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from collectives import kernels
+from collectives.executors import mpi as mpi_exec
+
+FAILING_RANK = 1
+MESSAGE = "injected failure mid-collective"
+
+
+def _failing_reduce(*args):
+    raise RuntimeError(MESSAGE)
+
+
+def main() -> int:
+    comm = mpi_exec.MPI.COMM_WORLD
+    if comm.Get_size() < 2:
+        print("fault_raise.py needs at least 2 ranks", file=sys.stderr)
+        return 2
+    with mpi_exec.abort_on_error(comm):
+        data = np.ones((1, 1 << 16), np.float32)
+        mpi_exec.run("allreduce", data, comm, "ring")  # one good call: the failure comes mid-job
+        if comm.Get_rank() == FAILING_RANK:
+            kernels.reduce_chunk = _failing_reduce  # the executor calls it after posting the step's messages
+        for _ in range(3):
+            mpi_exec.run("allreduce", data, comm, "ring")
+    print(f"rank {comm.Get_rank()}: finished, but rank {FAILING_RANK} should have aborted the job", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
