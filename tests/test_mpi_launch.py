@@ -92,3 +92,15 @@ def test_benchmark_cli_error_ends_every_rank():
     status, out, err, seconds = launch(3, ["-m", "bench", "allreduce", "--topology", "hgx-h20"], FAULT_TIMEOUT_S)
     assert status == 2 and "cannot share evenly" in err and "Traceback" not in err
     assert seconds < FAULT_TIMEOUT_S
+
+
+def test_training_example_switched_with_one_line():
+    """examples/dp_training.py reaches the same loss through EmulatedComm as through COMM_WORLD."""
+    runs = {}
+    for flag in ([], ["--native"]):
+        status, out, err, _ = launch(2, ["examples/dp_training.py", "--steps", "20", *flag], SUITE_TIMEOUT_S)
+        assert status == 0, _tails(out, err, 4000)
+        runs[bool(flag)] = out
+    loss = [line for line in runs[True].splitlines() if "mean loss" in line]
+    assert loss and loss[0] in runs[False]
+    assert "EmulatedComm: 8 devices (2 ranks x 4) on atlas800t-a2" in runs[False]
