@@ -28,10 +28,10 @@ class AllGather(Collective):
     def count_for_nbytes(self, nbytes, P, itemsize):
         return nbytes // (P * itemsize)
 
-    def load(self, data, P, count, root):
-        buf = np.zeros((P, P * count), dtype=data.dtype)
-        for d in range(P):
-            buf[d, d * count:(d + 1) * count] = data[d]
+    def load(self, data, P, count, root, first=0):
+        buf = np.zeros((data.shape[0], P * count), dtype=data.dtype)
+        for i, d in enumerate(range(first, first + data.shape[0])):
+            buf[i, d * count:(d + 1) * count] = data[i]
         return buf
 
     def reference(self, data, op, root):

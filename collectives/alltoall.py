@@ -3,9 +3,6 @@
 Input (P, P*m), output (P, P*m). The buffer holds the send blocks, then the receive blocks.
 S = P x m x itemsize (what one device sends), busbw = algbw x (P-1)/P.
 """
-
-import numpy as np
-
 from .collective import Collective
 from .reduce_scatter import ReduceScatter
 
@@ -30,7 +27,7 @@ class AllToAll(Collective):
     def count_for_nbytes(self, nbytes, P, itemsize):
         return nbytes // (P * itemsize)
 
-    def extract(self, buf, P, count, root):
+    def extract(self, buf, P, count, root, first=0):
         return buf[:, P * count:].copy()
 
     def reference(self, data, op, root):

@@ -43,13 +43,17 @@ class Collective:
         raise NotImplementedError
 
     # -- data -----------------------------------------------------------------------------------
-    def load(self, data: np.ndarray, P: int, count: int, root: int) -> np.ndarray:
-        """The (P, buffer_length) work buffers holding ``data`` (a copy: the input is never touched)."""
-        buf = np.zeros((P, self.buffer_length(P, count)), dtype=data.dtype)
+    def load(self, data: np.ndarray, P: int, count: int, root: int, first: int = 0) -> np.ndarray:
+        """Work buffers (k, buffer_length) holding ``data``, the inputs of devices ``first`` ..
+        ``first + k - 1`` (all P devices in one process; a rank's block under MPI). A copy: the
+        input is never touched. Each device's row depends on its own input only."""
+        buf = np.zeros((data.shape[0], self.buffer_length(P, count)), dtype=data.dtype)
         buf[:, : data.shape[1]] = data
         return buf
 
-    def extract(self, buf: np.ndarray, P: int, count: int, root: int) -> np.ndarray:
+    def extract(self, buf: np.ndarray, P: int, count: int, root: int, first: int = 0):
+        """The result rows of devices ``first`` .. ``first + k - 1`` from their work buffers ``buf``
+        (for a root-only result, the root's row, or None if the root is not among them)."""
         return buf
 
     def reference(self, data: np.ndarray, op: str, root: int, reducer=None) -> np.ndarray:

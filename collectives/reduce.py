@@ -13,8 +13,8 @@ class Reduce(AllReduce):
     def busbw_factor(self, P):
         return 1.0
 
-    def extract(self, buf, P, count, root):
-        return buf[root].copy()
+    def extract(self, buf, P, count, root, first=0):
+        return buf[root - first].copy() if first <= root < first + buf.shape[0] else None
 
     def reference(self, data, op, root, reducer=np_reduce):
         return reducer(data, op)

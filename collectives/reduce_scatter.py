@@ -3,6 +3,8 @@
 Input (P, P*m), output (P, m); S = P x m x itemsize (the input), busbw = algbw x (P-1)/P.
 """
 
+import numpy as np
+
 from .collective import Collective, full_mask, np_reduce, slot_of
 
 
@@ -32,8 +34,10 @@ class ReduceScatter(Collective):
     def count_for_nbytes(self, nbytes, P, itemsize):
         return nbytes // (P * itemsize)
 
-    def extract(self, buf, P, count, root):
-        return buf.reshape(P, P, count)[range(P), range(P)].copy()
+    def extract(self, buf, P, count, root, first=0):
+        k = buf.shape[0]
+        rows = np.arange(k)
+        return buf.reshape(k, P, count)[rows, first + rows].copy()
 
     def reference(self, data, op, root, reducer=np_reduce):
         P = data.shape[0]

@@ -58,11 +58,7 @@ from mpi4py import MPI
 from mpi4py.util import dtlib
 
 from .. import api, dtypes, kernels, registry
-from ..allgather import AllGather
-from ..alltoall import AllToAll
 from ..collective import Collective
-from ..reduce import Reduce
-from ..reduce_scatter import ReduceScatter
 from ..schedule import Schedule
 
 __all__ = ["MPI", "run", "execute", "abort_on_error", "RankMismatch", "hosted_endpoints", "load_rows",
@@ -268,51 +264,13 @@ def numpy_dtype(datatype) -> np.dtype | None:
 # -- the rank's rows of the collective's buffers -------------------------------------------------
 
 def load_rows(spec: Collective, data: np.ndarray, P: int, count: int, root: int, first: int) -> np.ndarray:
-    """Work buffers (k, L) of devices ``first .. first+k-1``: rows of ``spec.load`` on the full data.
-
-    ``load`` fills each device's row from that device's input alone; the known layouts are built
-    row by row here, in memory proportional to the rank's devices. A collective with another
-    ``load`` falls back to loading a (P, L) array and keeping this rank's rows (correct, but it
-    needs memory for all P devices).
-    """
-    k, x = data.shape
-    method = type(spec).load
-    if method in (Collective.load, AllGather.load):
-        # np.empty and explicit zeroing of the rest: np.zeros on reused heap memory would write it twice.
-        buf = np.empty((k, spec.buffer_length(P, count)), dtype=data.dtype)
-    if method is Collective.load:
-        buf[:, :x] = data
-        buf[:, x:] = 0
-        return buf
-    if method is AllGather.load:  # device d's input goes to slot d
-        buf[...] = 0
-        for i in range(k):
-            d = first + i
-            buf[i, d * count:(d + 1) * count] = data[i]
-        return buf
-    full = np.zeros((P, data.shape[1]), dtype=data.dtype)
-    full[first:first + k] = data
-    return np.ascontiguousarray(spec.load(full, P, count, root)[first:first + k])
+    """Work buffers (k, L) of devices ``first .. first+k-1`` (see :meth:`Collective.load`)."""
+    return spec.load(data, P, count, root, first)
 
 
 def extract_rows(spec: Collective, buf: np.ndarray, P: int, count: int, root: int, first: int):
-    """This rank's rows of ``spec.extract`` (or, for a root-only result, the root's row or ``None``)."""
-    k = buf.shape[0]
-    method = type(spec).extract
-    if method is Collective.extract:
-        return buf
-    if method is AllToAll.extract:  # a column slice: row-wise already
-        return spec.extract(buf, P, count, root)
-    if method is ReduceScatter.extract:  # device d keeps slot d
-        return np.stack([buf[i, (first + i) * count:(first + i + 1) * count] for i in range(k)])
-    if method is Reduce.extract:
-        return buf[root - first].copy() if first <= root < first + k else None
-    full = np.zeros((P, buf.shape[1]), dtype=buf.dtype)
-    full[first:first + k] = buf
-    out = spec.extract(full, P, count, root)
-    if out.ndim == 1:  # a root-only result
-        return out if first <= root < first + k else None
-    return np.ascontiguousarray(out[first:first + k])
+    """This rank's rows of the result, or for a root-only result the root's row or ``None``."""
+    return spec.extract(buf, P, count, root, first)
 
 
 # -- argument agreement --------------------------------------------------------------------------
