@@ -15,8 +15,8 @@ def fail(prog: str, message: str, status: int = 2) -> int:
     return status
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file + rename): a failed run never leaves a
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Write ``text`` (str or bytes) to ``path`` atomically (temporary file + rename): a failed run never leaves a
     partial file."""
     from topologies.io import write_text_atomic
 

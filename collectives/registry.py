@@ -5,12 +5,15 @@ Unknown names raise ``ValueError`` listing the valid ones.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .allgather import AllGather
 from .allreduce import AllReduce
 from .alltoall import AllToAll
 from .broadcast import Broadcast
 from .reduce import Reduce
 from .reduce_scatter import ReduceScatter
+from .schedule import Schedule
 
 COLLECTIVES = {c.name: c for c in (AllReduce(), AllGather(), ReduceScatter(), AllToAll(), Broadcast(), Reduce())}
 # (collective, algorithm) -> builder(spec, P, count, root, topology, **params) -> Schedule
@@ -38,11 +41,14 @@ def collective(name: str):
     return spec
 
 
+_spec = collective  # for functions whose parameter is named ``collective``
+
+
 def list_algorithms(collective_name: str) -> list[str]:
     """Names of the algorithms registered for a collective.
 
     >>> list_algorithms("alltoall")
-    ['direct', 'pairwise']
+    ['bruck', 'direct', 'hierarchical', 'pairwise']
     """
     collective(collective_name)
     return sorted(a for c, a in ALGORITHMS if c == collective_name)
@@ -55,5 +61,19 @@ def builder(collective_name: str, name: str):
     return ALGORITHMS[(collective_name, name)]
 
 
+def build_schedule(collective: str, algorithm: str, P: int, count: int, root: int = 0, topology=None,
+                   **params) -> Schedule:
+    """The schedule of ``algorithm`` for ``collective`` on ``P`` devices and ``count`` elements."""
+    spec = _spec(collective)
+    build = builder(collective, algorithm)
+    if isinstance(P, bool) or not isinstance(P, (int, np.integer)) or P < 1:
+        raise ValueError(f"device count P={P!r}; expected an integer >= 1")
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"count={count!r}; expected an integer >= 0")
+    if not 0 <= root < P:
+        raise ValueError(f"root={root!r}; expected a device index 0..{P - 1}")
+    return build(spec, int(P), int(count), int(root), topology, **params)
+
+
 # Importing the algorithm modules registers them (plain Python: nothing compiles).
-from .algorithms import direct, ring  # noqa: E402,F401
+from .algorithms import bruck, direct, halving_doubling, hierarchical, in_network, ring, tree  # noqa: E402,F401

@@ -134,12 +134,12 @@ def test_busbw_tends_to_link_bandwidth_times_efficiency(topo, alg, coll, bw):
 
 
 def test_model_overrides_per_topology_and_per_call():
-    t = ring(4, bw_GBps=10.0, lat_us=0.0, link="nvlink")
+    t = ring(4, bw_GBps=10.0, lat_us=0.0)
     kw = dict(channels=1, protocol="simple")
     base = collectives.simulate("allreduce", 4 * 2**20, t, **kw).time_s
-    half = collectives.simulate("allreduce", 4 * 2**20, t, model={"nvlink": {"efficiency": 0.41}}, **kw).time_s
-    assert half > 1.9 * base
-    t.model["nvlink"] = {"efficiency": 0.41}
+    half = collectives.simulate("allreduce", 4 * 2**20, t, model={"generic": {"efficiency": 0.5}}, **kw).time_s
+    assert close(half, 2 * base)
+    t.model["generic"] = {"efficiency": 0.5}
     assert close(collectives.simulate("allreduce", 4 * 2**20, t.copy(), **kw).time_s, half)
 
 
@@ -148,7 +148,7 @@ def test_protocol_regimes():
     # Simple wins large ones, and auto takes the faster of the regimes.
     t = switch(8, bw_GBps=450.0, lat_us=0.3, link="nvlink")
     small = {p: collectives.simulate("allreduce", 4096, t, protocol=p, channels=1) for p in ("ll", "simple", "auto")}
-    big = {p: collectives.simulate("allreduce", 1 << 30, t, protocol=p, channels=1) for p in ("ll", "simple", "auto")}
+    big = {p: collectives.simulate("allreduce", 1 << 34, t, protocol=p, channels=1) for p in ("ll", "simple", "auto")}
     assert small["ll"].time_s < small["simple"].time_s and small["auto"].protocol == "ll"
     assert big["simple"].time_s < big["ll"].time_s and big["auto"].protocol == "simple"
     assert close(big["ll"].busbw_GBps / big["simple"].busbw_GBps, 0.5, rel=2e-2)

@@ -121,11 +121,12 @@ def step_times(rng, iters, repeat, groups, n_devices, params):
     return t
 
 
-def sample_totals(topo, shapes, call_s, jitter, seed=0, iters=20) -> np.ndarray:
+def sample_totals(topo, shapes, call_s, total_s, jitter, seed=0, iters=20) -> np.ndarray:
     """Total times of ``iters`` disturbed calls of a timed schedule.
 
     ``shapes``: per timed step ``(repeat, StepDetail or None, reduce_s, devices taking part)`` as
-    ``collectives.simulate`` collects them; ``call_s``: the per-call cost. Same seed, same times.
+    ``collectives.simulate`` collects them; ``call_s``: the per-call cost; ``total_s``: the
+    undisturbed time (returned as is when nothing disturbs). Same seed, same times.
     """
     if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 1:
         raise ValueError(f"iters={iters!r}; expected an integer >= 1")
@@ -134,9 +135,8 @@ def sample_totals(topo, shapes, call_s, jitter, seed=0, iters=20) -> np.ndarray:
     params = profile(jitter)
     a = topo.arrays
     per_kind = kind_params(params, a.link_kinds, topo.model)
-    undisturbed = call_s + sum(r * max(d_time(d), red) for r, d, red, _ in shapes)
     if is_quiet(params, per_kind):
-        return np.full(iters, undisturbed)
+        return np.full(iters, total_s)
     rng = np.random.default_rng(seed)
     sigma_of_kind = np.array([per_kind[k]["bw_sigma"] for k in a.link_kinds])
     slow = np.zeros(iters, bool)
@@ -148,7 +148,7 @@ def sample_totals(topo, shapes, call_s, jitter, seed=0, iters=20) -> np.ndarray:
         if detail is None:
             total += repeat * red
             continue
-        groups = _groups(detail, a.edge_kind, sigma_of_kind, a.link_kinds, per_kind)
+        groups = _groups(detail, sigma_of_kind, a.link_kinds, per_kind)
         t = step_times(rng, iters, repeat, [(n, lat, data, sg, p, s) for n, lat, data, sg, p, s in groups],
                        n_dev, params)
         if slow.any():
@@ -158,25 +158,16 @@ def sample_totals(topo, shapes, call_s, jitter, seed=0, iters=20) -> np.ndarray:
     return total
 
 
-def d_time(detail) -> float:
-    return 0.0 if detail is None else float((detail.lat_s + detail.data_s).max())
-
-
-def _groups(detail, edge_kind, sigma_of_kind, kinds, per_kind):
+def _groups(detail, sigma_of_kind, kinds, per_kind):
     """Flows grouped by the link kind with the largest jitter on their path."""
-    routes = detail.routes
-    n = len(detail.nbytes)
-    owner = np.repeat(np.arange(n), np.diff(routes.ptr))
-    ek = edge_kind[routes.edge]
     # Rank kinds by sigma (ties: lower index); each flow takes the highest-ranked kind on its path.
     rank = np.lexsort((-np.arange(len(kinds)), sigma_of_kind))
-    pos = np.empty(len(kinds), np.int64)
-    pos[rank] = np.arange(len(kinds))
-    best = np.full(n, -1)
-    np.maximum.at(best, owner, pos[ek])
-    kind_of_flow = rank[best]
+    kind_of_flow = np.full(len(detail.nbytes), -1)
+    for ki in rank:
+        on_path = (detail.kind_mask >> ki) & 1 == 1
+        kind_of_flow[on_path] = ki
     out = []
-    for ki in np.unique(kind_of_flow):
+    for ki in np.unique(kind_of_flow[kind_of_flow >= 0]):
         sel = kind_of_flow == ki
         p = per_kind[kinds[ki]]
         out.append((int(sel.sum()), float(detail.lat_s[sel].max()), float(detail.data_s[sel].max()),

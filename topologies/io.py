@@ -323,7 +323,7 @@ class _NcclImport:
         return out
 
     def _pcie_GBps(self, pci):
-        speed, width = pci.get("link_speed"), pci.get("link_width")
+        speed = pci.get("link_speed")
         if speed is None:
             return _PCIE_DEFAULT_GBps
         m = re.match(r"\s*([0-9.]+)\s*GT/s", speed)
@@ -426,19 +426,26 @@ MAX_NODES = 250_000
 MAX_FILE_BYTES = 256 * 2**20
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Write ``text`` through a temporary file in the same folder and a rename: a failed write never
-    leaves a partial file."""
+def write_text_atomic(path, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes) through a temporary file in the same folder and a
+    rename: a failed write never leaves a partial file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _check_node_count(n, path):

@@ -33,42 +33,54 @@ PROTOCOL_EFFICIENCY = {"simple": 1.0, "ll128": 120 / 128, "ll": 8 / 16}
 MSG_KEY = {"simple": "msg_us", "ll128": "ll128_msg_us", "ll": "ll_msg_us"}
 CALL_KEY = {"simple": "call_us", "ll128": "ll128_call_us", "ll": "ll_call_us"}
 
+# Costs of one message (per transfer) and of one call, per regime, in microseconds.
+COST_KEYS = ("msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")
+
+
+def _costs(msg, ll128_msg, ll_msg, call, ll128_call, ll_call) -> dict:
+    return dict(zip(COST_KEYS, (msg, ll128_msg, ll_msg, call, ll128_call, ll_call)))
+
+
+# NVLink, fitted by bench/fit_model.py on bench/data/calibration.json (see its docstring): the
+# efficiency from the 8x A100 and 8x H100 peak figures (about 80% of line rate, hardware.md
+# NVLink), the costs on the A100 allreduce curve and the DGX-A100 ring latency table. Simple's
+# 17.6 us per message is an effective cost: it carries NCCL's slow climb to full bandwidth between
+# 4 and 256 MiB (fewer channels and pipeline fill on mid-size messages), which the flow model does
+# not otherwise see.
+NVLINK = {"efficiency": 0.7937, "msg_us": 17.6, "ll128_msg_us": 12.87, "ll_msg_us": 1.604,
+          "call_us": 4.479e-05, "ll128_call_us": 0.004113, "ll_call_us": 5.021}
+_NVLINK_COSTS = {k: NVLINK[k] for k in COST_KEYS}
+# HCCL synchronises through notify records rather than NCCL's flags in the data path: estimate
+# twice NVLink's costs (no published HCCS latency curve to fit on).
+_HCCL_COSTS = {k: 2 * v for k, v in _NVLINK_COSTS.items()}
+# hardware.md: NCCL's network per-hop latencies LL / LL128 / Simple 2.7 / 4.0 / 14 us; the call
+# costs are NVLink's (the same launch path).
+_NET_COSTS = _costs(14.0, 4.0, 2.7, NVLINK["call_us"], NVLINK["ll128_call_us"], NVLINK["ll_call_us"])
+
 # Per link kind. ``efficiency`` is Simple's fraction of line rate; msg costs are per transfer, call
-# costs per collective call (a topology pays the largest of its link kinds'). NVIDIA-stack call costs:
-# hardware.md, NCCL's base latency per call (us), ring: LL 6.6, LL128 14, Simple 8.4; HCCL's are
-# estimates (doubled, as its messages).
+# costs per collective call (a topology pays the largest of its link kinds').
 LINK_DEFAULTS = {
     # Ideal link: closed forms and user-built textbook topologies (no overhead in any regime).
-    "generic": {"efficiency": 1.0, "msg_us": 0.0, "ll128_msg_us": 0.0, "ll_msg_us": 0.0,
-               "call_us": 0.0, "ll128_call_us": 0.0, "ll_call_us": 0.0},
-    # hardware.md NVLink: NCCL reaches 370 GB/s of 450 line rate on H100, about 0.82; NCCL's
-    # per-hop latencies (us) LL / LL128 / Simple 0.6 / 1.9 / 3.4.
-    "nvlink": {"efficiency": 0.82, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
-               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
-    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75. Costs: estimates, as NVLink.
-    "xgmi": {"efficiency": 0.75, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
-               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    "generic": {"efficiency": 1.0, **_costs(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)},
+    "nvlink": dict(NVLINK),
+    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75. Costs: estimates,
+    # NVLink's (RCCL is NCCL's port, with the same protocols).
+    "xgmi": {"efficiency": 0.75, **_NVLINK_COSTS},
     # hardware.md Ascend 910B: 19-26 GB/s measured on a 28 GB/s link; 0.8 is an estimate at the top
-    # of that range. Costs: estimates, NVLink's doubled (HCCL's notify-based synchronisation).
-    "hccs": {"efficiency": 0.8, "msg_us": 6.8, "ll128_msg_us": 3.8, "ll_msg_us": 1.2,
-               "call_us": 16.8, "ll128_call_us": 28.0, "ll_call_us": 13.2},
+    # of that range. Costs: HCCL's estimate above.
+    "hccs": {"efficiency": 0.8, **_HCCL_COSTS},
     # hardware.md CloudMatrix 384: 150-210 GB/s measured per die pair on 196 GB/s-class UB links;
-    # estimate 0.85. Costs: estimates, as HCCS.
-    "ub": {"efficiency": 0.85, "msg_us": 6.8, "ll128_msg_us": 3.8, "ll_msg_us": 1.2,
-               "call_us": 16.8, "ll128_call_us": 28.0, "ll_call_us": 13.2},
-    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94; NCCL's network per-hop
-    # latencies LL / LL128 / Simple 2.7 / 4.0 / 14 us.
-    "ib": {"efficiency": 0.94, "msg_us": 14.0, "ll128_msg_us": 4.0, "ll_msg_us": 2.7,
-               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
-    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9. Costs: as IB.
-    "roce": {"efficiency": 0.9, "msg_us": 14.0, "ll128_msg_us": 4.0, "ll_msg_us": 2.7,
-               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # estimate 0.85. Costs: HCCL's estimate above.
+    "ub": {"efficiency": 0.85, **_HCCL_COSTS},
+    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94.
+    "ib": {"efficiency": 0.94, **_NET_COSTS},
+    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9.
+    "roce": {"efficiency": 0.9, **_NET_COSTS},
     # Estimate: PCIe Gen4/5 x16 DMA reaches about 80% of line rate (NCCL models Gen4 x16 at 24 of 32
-    # GB/s); costs as NVLink.
-    "pcie": {"efficiency": 0.8, "msg_us": 3.4, "ll128_msg_us": 1.9, "ll_msg_us": 0.6,
-               "call_us": 8.4, "ll128_call_us": 14.0, "ll_call_us": 6.6},
+    # GB/s); costs as NVLink's.
+    "pcie": {"efficiency": 0.8, **_NVLINK_COSTS},
 }
-LINK_PARAMS = ("efficiency", "msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")
+LINK_PARAMS = ("efficiency",) + COST_KEYS
 
 
 def resolve(topology_model: dict | None = None, call_model: dict | None = None) -> dict:

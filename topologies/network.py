@@ -136,15 +136,28 @@ def _link_bytes(routes, nbytes, n_edges):
 
 @dataclass
 class StepDetail:
-    """The remote transfers of a timed step: routes, bytes, latency and data-completion time each."""
+    """The remote transfers of a timed step, kept small (a cache holds many): per transfer its bytes,
+    latency, data-completion time and the link kinds on its path (a bitmask over
+    ``topology.arrays.link_kinds``); per link touched, the bytes it carried."""
 
-    routes: object
     nbytes: np.ndarray
     lat_s: np.ndarray
     data_s: np.ndarray
+    kind_mask: np.ndarray
+    edge_ids: np.ndarray
+    edge_bytes: np.ndarray
+
+    @classmethod
+    def build(cls, routes, nbytes, lat_s, end_s, edge_kind):
+        owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
+        mask = np.zeros(len(nbytes), np.int64)
+        np.bitwise_or.at(mask, owner, np.left_shift(1, edge_kind[routes.edge]))
+        ids, inv = np.unique(routes.edge, return_inverse=True)
+        per_edge = np.bincount(inv, weights=routes.frac * nbytes[owner], minlength=len(ids))
+        return cls(nbytes, lat_s, end_s - lat_s, mask, ids, per_edge)
 
     def link_bytes(self, n_edges: int) -> np.ndarray:
-        return _link_bytes(self.routes, self.nbytes, n_edges)
+        return np.bincount(self.edge_ids, weights=self.edge_bytes, minlength=n_edges)
 
 
 class StepTimer:
@@ -168,6 +181,14 @@ class StepTimer:
             return hit
         remote = src != dst
         s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
+        # Several transfers between one pair in a step travel as one message (one flow): same
+        # path, same start, so the same finish as separate flows, at a fraction of the cost.
+        pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        if len(uniq) < len(pair):
+            first = np.zeros(len(uniq), np.int64)
+            first[inverse[::-1]] = np.arange(len(pair))[::-1]
+            s, d, b = s[first], d[first], np.bincount(inverse, weights=b, minlength=len(uniq))
         if len(s) == 0:
             out = (0.0, None)
         else:
@@ -176,7 +197,7 @@ class StepTimer:
             none = np.zeros(len(s) + 1, np.int64)
             start, end, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, b, lat,
                                        none, none[:0])
-            out = (float(end.max()), StepDetail(routes, b, lat, end - lat))
+            out = (float(end.max()), StepDetail.build(routes, b, lat, end, self.topo.arrays.edge_kind))
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out

@@ -189,24 +189,86 @@ def set_jitter(topo: Topology, kind: str, name: str | None = None, **params) -> 
     return _derive(topo, g, note, name)
 
 
-def take_devices(topo: Topology, k: int, name: str | None = None) -> Topology:
-    """The first ``k`` devices of ``topo`` with everything else that joins them (switches, NICs,
-    CPUs stay; the other devices go): a 2-GPU job on an 8-GPU server.
+def take_devices(topo: Topology, k: int) -> Topology:
+    """The first ``k`` devices of ``topo`` and the switches, NICs and CPUs that join them.
 
-    >>> from topologies import preset
-    >>> take_devices(preset("dgx-a100"), 3).num_devices
+    The induced subgraph on devices ``0..k-1`` plus every non-device node, from which the
+    non-device nodes that connect nothing are pruned: any that a walk from one kept device to
+    another cannot pass through (dead ends such as the NIC or PCIe switch of a removed device,
+    and whole switch trees left without devices). Model overrides stored with ``topo`` carry over.
+
+    Parameters
+    ----------
+    topo : topologies.Topology
+    k : int
+        Devices to keep, ``1 <= k <= topo.num_devices``.
+
+    Returns
+    -------
+    topologies.Topology
+        Named ``f"{topo.name}[:{k}]"`` (``topo`` itself when ``k`` is all of its devices).
+
+    Raises
+    ------
+    ValueError
+        ``k`` out of range, or the first ``k`` devices cannot reach each other without the removed
+        ones (devices that relayed traffic, as on a ring or torus).
+
+    Examples
+    --------
+    >>> from topologies import switch, ring, preset
+    >>> take_devices(preset("dgx-h100", nodes=2), 12).num_devices
+    12
+    >>> t = take_devices(switch(8, bw_GBps=50.0), 3)
+    >>> t.num_devices, t.name, sorted(t.graph.nodes)
+    (3, 'switch8[:3]', ['dev0', 'dev1', 'dev2', 'sw0'])
+    >>> take_devices(ring(6), 4).graph.number_of_edges() // 2    # the ring, cut open into a line
     3
+    >>> take_devices(ring(6), 7)
+    Traceback (most recent call last):
+    ...
+    ValueError: device count 7 for 'ring6'; expected an integer 1..6
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= topo.num_devices:
-        raise ValueError(f"take_devices k={k!r}; expected an integer 1..{topo.num_devices}")
-    g = topo.graph.copy()
-    g.remove_nodes_from(topo.devices[k:])
-    # Nodes that no longer lead anywhere (the NIC of a removed device) go too.
-    keep = set(topo.devices[:k])
-    for comp in nx.weakly_connected_components(g):
-        if not comp & keep:
-            g.remove_nodes_from(comp)
-    return _derive(topo, g, f"take_devices({k})", name or f"{topo.name}[:{k}]")
+    if not isinstance(topo, Topology):
+        raise TypeError(f"take_devices needs a topologies.Topology, got {type(topo).__name__}")
+    P = topo.num_devices
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= P:
+        raise ValueError(f"device count {k!r} for {topo.name!r}; expected an integer 1..{P}")
+    if k == P:
+        return topo
+    g = topo.graph
+    kept = set(topo.devices[:k])
+    others = [n for n in g.nodes if g.nodes[n]["kind"] != "device"]
+    sub = g.subgraph(list(kept) + others).copy()
+    _prune_dead_ends(sub, kept)
+    try:
+        return _derive(topo, sub, f"take_devices({k})", f"{topo.name}[:{k}]")
+    except ValueError as exc:
+        raise ValueError(f"the first {k} devices of {topo.name!r} cannot reach each other without the other "
+                         f"{P - k}: {exc}") from None
+
+
+def _prune_dead_ends(g: nx.DiGraph, kept: set) -> None:
+    """Remove non-device nodes that no path between two kept devices can pass through.
+
+    A node lies on a path between two devices only if, in the undirected graph, it sits in a
+    component with devices and is not a dead end: repeatedly removing non-device nodes with at most
+    one neighbour removes dangling trees (a removed device's NIC, leaf and spine switches that
+    served only removed devices).
+    """
+    und = g.to_undirected(as_view=False)
+    for comp in list(nx.connected_components(und)):
+        if not comp & kept:
+            und.remove_nodes_from(comp)
+    stack = [n for n in und.nodes if n not in kept and und.degree(n) <= 1]
+    while stack:
+        n = stack.pop()
+        if n not in und:
+            continue
+        nbrs = list(und.neighbors(n))
+        und.remove_node(n)
+        stack.extend(m for m in nbrs if m not in kept and und.degree(m) <= 1)
+    g.remove_nodes_from([n for n in list(g.nodes) if n not in und])
 
 
 def lost_direct_paths(before: Topology, after: Topology) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..registry import algorithm
 from ..schedule import Phase, Schedule, fixed, split
+from .params import resolve
 
 
 def _all_pairs(P):
@@ -35,21 +36,24 @@ def _gather_all(P, name="gather"):
 
 
 @algorithm("allreduce", "direct")
-def direct_allreduce(spec, P, count, root=0, topology=None):
+def direct_allreduce(spec, P, count, root=0, topology=None, **params):
+    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
     off, ln = split(count, P)
     phases = [_scatter_reduce(P), _gather_all(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, count, off, ln, phases, root)
 
 
 @algorithm("reduce_scatter", "direct")
-def direct_reduce_scatter(spec, P, count, root=0, topology=None):
+def direct_reduce_scatter(spec, P, count, root=0, topology=None, **params):
+    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
     off, ln = split(P * count, P)
     phases = [_scatter_reduce(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
 
 
 @algorithm("allgather", "direct")
-def direct_allgather(spec, P, count, root=0, topology=None):
+def direct_allgather(spec, P, count, root=0, topology=None, **params):
+    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
     off, ln = split(P * count, P)
     phases = [_gather_all(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
@@ -66,7 +70,8 @@ def _self_copy(P):
 
 
 @algorithm("alltoall", "direct")
-def direct_alltoall(spec, P, count, root=0, topology=None):
+def direct_alltoall(spec, P, count, root=0, topology=None, **params):
+    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
     src, dst = _all_pairs(P)
     send = Phase("exchange", np.concatenate([np.arange(P), src]), np.concatenate([np.arange(P), dst]),
@@ -75,7 +80,8 @@ def direct_alltoall(spec, P, count, root=0, topology=None):
 
 
 @algorithm("alltoall", "pairwise")
-def pairwise_alltoall(spec, P, count, root=0, topology=None):
+def pairwise_alltoall(spec, P, count, root=0, topology=None, **params):
+    resolve(spec.name, "pairwise", topology, count, params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
     phases = [_self_copy(P)]
     src = np.arange(P, dtype=np.int64)

@@ -1,8 +1,21 @@
-"""Ring algorithms: data flows around devices 0 -> 1 -> ... -> P-1 -> 0 in P-1 steps per phase.
+"""Ring algorithms: data flows around a ring of devices, one neighbour per step.
 
-Reduce-scatter: in step k device i sends chunk (i-1-k) mod P to i+1, which reduces it; after P-1
-steps device i holds the full reduction of chunk i. Allgather: in step k device i forwards chunk
-(i-k) mod P. Allreduce is the two back to back over P chunks of the buffer (NCCL's Ring).
+Reduce-scatter: in step k the device at ring position p sends block (p-1-k) mod P to position p+1,
+which reduces it; after P-1 steps position p holds the full reduction of block p. Allgather: in
+step k position p forwards block (p-k) mod P. Allreduce is the two back to back (NCCL's Ring).
+
+Parameters (defaults from :func:`~collectives.algorithms.params.default_params`):
+
+- ``channels``: rings run at once, ring ``c`` visiting ``i, i + s_c, i + 2 s_c, ...`` for the
+  ``c``-th stride coprime with P, each carrying ``1/channels`` of the data. On a full mesh the
+  strides use disjoint links, so ``channels`` rings use ``channels`` links per device.
+- ``chunks``: the data of each channel is cut into ``chunks`` pieces that go round the ring one
+  after the other (NCCL's loop over ``nranks * chunkSize`` slices). Every link is busy in every step
+  anyway, so more chunks only add steps; 1 by default.
+
+Broadcast and reduce (``ring``): a chain root -> root+s -> root+2s -> ... (one per channel), the
+message cut into ``chunks`` pieces pipelined down (broadcast) or up (reduce) the chain:
+P-1 + chunks-1 steps.
 """
 
 from __future__ import annotations
@@ -11,6 +24,8 @@ import numpy as np
 
 from ..registry import algorithm
 from ..schedule import Phase, Schedule, split
+from .params import resolve
+from .pipeline import check_count_param, pipeline_phases, ring_orders
 
 
 def _pairs(P):
@@ -19,31 +34,125 @@ def _pairs(P):
 
 
 def reduce_scatter_phase(P, name="reduce-scatter"):
+    """One ring 0 -> 1 -> ... over P chunks (chunk b ends reduced on device b)."""
     src, dst = _pairs(P)
     return Phase(name, src, dst, lambda k: ((src - 1 - k) % P,) * 2, reduce=True, repeat=P - 1)
 
 
 def allgather_phase(P, name="allgather"):
+    """One ring 0 -> 1 -> ... over P chunks (device b starts with chunk b)."""
     src, dst = _pairs(P)
     return Phase(name, src, dst, lambda k: ((src - k) % P,) * 2, reduce=False, repeat=P - 1)
 
 
+def _ring_params(collective, P, count, topology, params):
+    p = resolve(collective, "ring", topology, count, params)
+    return check_count_param("channels", p["channels"]), check_count_param("chunks", p["chunks"])
+
+
+class _Rings:
+    """``channels`` rings of P devices as flat transfer arrays (channel-major)."""
+
+    def __init__(self, P, channels):
+        self.P = P
+        self.orders = ring_orders(P, channels)
+        self.src = self.orders.ravel()
+        self.dst = np.roll(self.orders, -1, axis=1).ravel()
+        self.pos = np.tile(np.arange(P, dtype=np.int64), channels)
+        self.chan = np.repeat(np.arange(channels, dtype=np.int64), P)
+
+    def phase(self, name, chunk_id, reduce):
+        """P-1 steps; ``chunk_id(chan, block_position)`` names the chunk of a ring block.
+
+        Reduce-scatter (``reduce``) sends block (p-1-k) in step k, allgather block (p-k).
+        """
+        P, pos, chan = self.P, self.pos, self.chan
+        shift = 1 if reduce else 0
+
+        def chunks(k):
+            c = chunk_id(chan, (pos - shift - k) % P)
+            return c, c
+
+        return Phase(name, self.src, self.dst, chunks, reduce=reduce, repeat=P - 1)
+
+
+def _slot_chunks(P, count, pieces):
+    """Every slot of ``count`` elements cut into ``pieces`` chunks: chunk ``slot * pieces + i``."""
+    off, ln = split(count, pieces)
+    slots = np.arange(P, dtype=np.int64)[:, None] * count
+    return (slots + off[None, :]).ravel(), np.tile(ln, P)
+
+
 @algorithm("allreduce", "ring")
-def ring_allreduce(spec, P, count, root=0, topology=None):
-    off, ln = split(count, P)
-    phases = [reduce_scatter_phase(P), allgather_phase(P)] if P > 1 else []
-    return Schedule(spec.name, "ring", P, count, count, off, ln, phases, root)
+def ring_allreduce(spec, P, count, root=0, topology=None, **params):
+    channels, chunks = _ring_params("allreduce", P, count, topology, params)
+    off, ln = split(count, chunks * channels * P)
+    phases = []
+    if P > 1:
+        rings = _Rings(P, channels)
+        for loop in range(chunks):
+            def cid(chan, b, loop=loop):
+                return (loop * channels + chan) * P + b
+            phases += [rings.phase("reduce-scatter", cid, True), rings.phase("allgather", cid, False)]
+    return Schedule(spec.name, "ring", P, count, count, off, ln, phases, root,
+                    info={"channels": channels, "chunks": chunks})
+
+
+def _slot_ring(spec, P, count, root, topology, params, reduce):
+    channels, chunks = _ring_params(spec.name, P, count, topology, params)
+    pieces = chunks * channels
+    off, ln = _slot_chunks(P, count, pieces)
+    phases = []
+    if P > 1:
+        rings = _Rings(P, channels)
+        for loop in range(chunks):
+            # Ring position p must end with (reduce-scatter) / start from (allgather) its own slot.
+            def cid(chan, b, loop=loop):
+                return rings.orders[chan, b] * pieces + loop * channels + chan
+            phases.append(rings.phase("reduce-scatter" if reduce else "allgather", cid, reduce))
+    return Schedule(spec.name, "ring", P, count, P * count, off, ln, phases, root,
+                    info={"channels": channels, "chunks": chunks})
 
 
 @algorithm("reduce_scatter", "ring")
-def ring_reduce_scatter(spec, P, count, root=0, topology=None):
-    off, ln = split(P * count, P)
-    phases = [reduce_scatter_phase(P)] if P > 1 else []
-    return Schedule(spec.name, "ring", P, count, P * count, off, ln, phases, root)
+def ring_reduce_scatter(spec, P, count, root=0, topology=None, **params):
+    return _slot_ring(spec, P, count, root, topology, params, reduce=True)
 
 
 @algorithm("allgather", "ring")
-def ring_allgather(spec, P, count, root=0, topology=None):
-    off, ln = split(P * count, P)
-    phases = [allgather_phase(P)] if P > 1 else []
-    return Schedule(spec.name, "ring", P, count, P * count, off, ln, phases, root)
+def ring_allgather(spec, P, count, root=0, topology=None, **params):
+    return _slot_ring(spec, P, count, root, topology, params, reduce=False)
+
+
+# -- chains: broadcast and reduce -------------------------------------------------------------------
+
+def _chain(spec, P, count, root, topology, params, towards_root):
+    channels, chunks = _ring_params(spec.name, P, count, topology, params)
+    off, ln = split(count, channels * chunks)
+    phases = []
+    if P > 1:
+        orders = ring_orders(P, channels, start=root)      # position 0 is the root in every channel
+        pos = np.tile(np.arange(P - 1, dtype=np.int64), channels)
+        chan = np.repeat(np.arange(channels, dtype=np.int64), P - 1)
+        near, far = orders[chan, pos], orders[chan, pos + 1]
+
+        def chunk_of(i, j):
+            c = chan[i] * chunks + j
+            return c, c
+
+        if towards_root:   # the far end starts; each hop reduces into the next device nearer the root
+            phases = pipeline_phases("chain-reduce", far, near, (P - 2) - pos, chunks, chunk_of, reduce=True)
+        else:
+            phases = pipeline_phases("chain-broadcast", near, far, pos, chunks, chunk_of, reduce=False)
+    return Schedule(spec.name, "ring", P, count, count, off, ln, phases, root,
+                    info={"channels": channels, "chunks": chunks})
+
+
+@algorithm("broadcast", "ring")
+def ring_broadcast(spec, P, count, root=0, topology=None, **params):
+    return _chain(spec, P, count, root, topology, params, towards_root=False)
+
+
+@algorithm("reduce", "ring")
+def ring_reduce(spec, P, count, root=0, topology=None, **params):
+    return _chain(spec, P, count, root, topology, params, towards_root=True)

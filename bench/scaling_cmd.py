@@ -1,0 +1,187 @@
+"""``ccemu scaling`` (the scaling-loss study) and ``ccemu compare`` (the seed systems side by side).
+
+``ccemu scaling allreduce --topology atlas800t-a2,hgx-h20 --devices 2,4,8`` prints one row per
+system, device count and size: time, algbw, busbw, peak, bus efficiency, scaling loss against the
+smallest device count, and the algorithm used; ``-J FILE`` writes the rows as JSON and
+``--plot FILE.png`` draws busbw against size and bus efficiency against device count. Sizes are
+per-device messages by default (see :mod:`bench.scaling` for the convention).
+
+``ccemu compare`` runs allreduce, allgather and alltoall on hgx-h20, hgx-h800, dgx-h100, mi308x-8,
+atlas800t-a2 and cloudmatrix384 (``--nodes 1,4`` adds the multi-node forms) over 1M..1G, nccl-tests
+sizes, and prints one table (``--markdown`` for a markdown one) and draws one figure.
+
+Every output file is written through a temporary file and a rename, after the whole sweep ran, so a
+failed run leaves none. A progress bar goes to stderr when it is a terminal, or with ``--progress``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from collectives.registry import COLLECTIVES
+
+from . import scaling
+from .errors import UsageError, write_atomic
+from .nccl_tests import parse_size
+
+
+def register(subparsers):
+    p = subparsers.add_parser("scaling", help="scaling-loss study: busbw and bus efficiency as devices are added",
+                              description="Emulate a collective on one or more systems over device counts and "
+                                          "message sizes; report scaling loss against the smallest device count.")
+    p.add_argument("collective", choices=list(COLLECTIVES), metavar="COLLECTIVE",
+                   help="one of " + ", ".join(COLLECTIVES))
+    p.add_argument("--topology", default="atlas800t-a2",
+                   help="comma-separated presets or topology files (default atlas800t-a2)")
+    p.add_argument("--devices", default=None, help="device counts, e.g. 2,4,8: the first k devices of each system")
+    p.add_argument("--nodes", default=None, help="server counts of multi-node presets, e.g. 1,2,4,8,48")
+    p.add_argument("--size-is", choices=("per-device", "total"), default="per-device",
+                   help="sizes are per-device messages (default; nbytes = P x size for allgather, reduce_scatter, "
+                        "alltoall) or nccl-tests' total size S")
+    _common(p, minbytes="1K", maxbytes="1G")
+    p.set_defaults(func=scaling_handler)
+
+    c = subparsers.add_parser("compare", help="the seed systems side by side: allreduce, allgather, alltoall",
+                              description="Emulate collectives on several systems over a size sweep; one table, "
+                                          "one figure.")
+    c.add_argument("--systems", default=",".join(scaling.SEED_SYSTEMS),
+                   help="comma-separated presets or topology files (default: " + ",".join(scaling.SEED_SYSTEMS) + ")")
+    c.add_argument("--collectives", default=",".join(scaling.SEED_COLLECTIVES),
+                   help="comma-separated collectives (default " + ",".join(scaling.SEED_COLLECTIVES) + ")")
+    c.add_argument("--nodes", default=None, help="server counts, e.g. 1,4 for the one-server and 4-server forms")
+    c.add_argument("--max-devices", type=int, default=scaling.MAX_DEVICES,
+                   help=f"leave out system forms with more devices (default {scaling.MAX_DEVICES}; 0: no limit)")
+    c.add_argument("--size-is", choices=("per-device", "total"), default="total",
+                   help="sizes are nccl-tests' total size S (default, as ccemu bench) or per-device messages")
+    _common(c, minbytes="1M", maxbytes="1G")
+    c.set_defaults(func=compare_handler)
+
+
+def _common(p, minbytes, maxbytes):
+    p.add_argument("-b", "--minbytes", default=minbytes, help=f"smallest size (default {minbytes})")
+    p.add_argument("-e", "--maxbytes", default=maxbytes, help=f"largest size (default {maxbytes})")
+    p.add_argument("-f", "--stepfactor", type=float, default=4.0, help="multiplicative size factor (default 4)")
+    p.add_argument("--sizes", default=None, help="explicit comma-separated sizes, e.g. 1M,64M,1G (overrides -b/-e/-f)")
+    p.add_argument("--algo", default="auto", help="algorithm name, or auto: the fastest per point (default)")
+    p.add_argument("--model", default=None,
+                   help="network-model overrides as JSON, e.g. '{\"nvlink\": {\"efficiency\": 0.75}}'")
+    p.add_argument("-J", "--json", default=None, metavar="FILE", help="also write the rows as JSON to FILE")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also draw the figure to FILE.png")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.add_argument("--progress", action="store_true", help="progress bar on stderr even when it is not a terminal")
+
+
+# -- argument parsing ----------------------------------------------------------------------------------
+
+def size_list(args) -> list[int]:
+    """Sizes from ``--sizes`` or from ``-b``/``-e``/``-f`` (geometric, as nccl-tests' ``-f``)."""
+    if args.sizes:
+        sizes = [parse_size(s) for s in _split(args.sizes, "--sizes")]
+    else:
+        lo, hi, f = parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor
+        if lo < 1:
+            raise UsageError(f"-b {args.minbytes}: sizes start at 1 byte")
+        if lo > hi:
+            raise UsageError(f"-b {args.minbytes} is larger than -e {args.maxbytes}")
+        if not (math.isfinite(f) and f > 1):
+            raise UsageError(f"-f {args.stepfactor} must be a factor greater than 1")
+        sizes, s = [], lo
+        while s <= hi:
+            sizes.append(int(s))
+            s = int(round(s * f))
+    bad = [s for s in sizes if s < 4 or s % 4]
+    if bad:
+        raise UsageError(f"size {bad[0]} is not a whole number of float32 elements (4 bytes each)")
+    return sorted(set(sizes))
+
+
+def count_list(text, flag) -> list[int] | None:
+    if text is None:
+        return None
+    out = []
+    for item in _split(text, flag):
+        if not item.isdigit() or int(item) < 1:
+            raise UsageError(f"{flag} {text!r}: {item!r} is not a whole number >= 1")
+        out.append(int(item))
+    return out
+
+
+def _split(text, flag) -> list[str]:
+    items = [t.strip() for t in str(text).split(",")]
+    if not items or any(not t for t in items):
+        raise UsageError(f"{flag} {text!r}: expected a comma-separated list without empty items")
+    return items
+
+
+def _model(text):
+    if text is None:
+        return None
+    try:
+        model = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--model is not valid JSON: {exc}") from None
+    if not isinstance(model, dict):
+        raise UsageError("--model must be a JSON object, e.g. '{\"nvlink\": {\"efficiency\": 0.75}}'")
+    from topologies.model import resolve
+    resolve(None, model)  # checks names and values before any work
+    return model
+
+
+def _check_outputs(args):
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot {args.plot!r}: expected a .png file name")
+
+
+# -- handlers -------------------------------------------------------------------------------------------
+
+def scaling_handler(args) -> int:
+    _check_outputs(args)
+    devices = count_list(args.devices, "--devices")
+    nodes = count_list(args.nodes, "--nodes")
+    if devices and nodes and len(nodes) > 1:
+        raise UsageError("give --devices (first k devices of a system) or several --nodes (servers), not both")
+    specs = _split(args.topology, "--topology")
+    sizes = size_list(args)
+    total = 0
+    systems = []
+    for spec in specs:
+        vs = scaling.variants(spec, devices, nodes)
+        systems.extend(vs)
+        total += len(vs) * len(sizes)
+    progress = scaling.Progress(total, enabled=True if args.progress else None)
+    study = scaling.sweep(args.collective, systems, sizes, algorithm=args.algo,
+                          per_device=args.size_is == "per-device", model=_model(args.model), progress=progress)
+    _write_outputs(args, study.table(args.markdown), study.as_dict(),
+                   (lambda: _plots().plot_scaling(study)) if args.plot else None)
+    return 0
+
+
+def compare_handler(args) -> int:
+    _check_outputs(args)
+    systems = _split(args.systems, "--systems")
+    collectives = _split(args.collectives, "--collectives")
+    if args.max_devices < 0:
+        raise UsageError(f"--max-devices {args.max_devices}: expected a number >= 0 (0: no limit)")
+    comp = scaling.compare(systems, collectives, size_list(args), nodes=count_list(args.nodes, "--nodes"),
+                           algorithm=args.algo, per_device=args.size_is == "per-device",
+                           max_devices=args.max_devices or None, model=_model(args.model),
+                           progress_enabled=True if args.progress else None)
+    _write_outputs(args, comp.table(args.markdown), comp.as_dict(),
+                   (lambda: _plots().plot_compare(comp.studies)) if args.plot else None)
+    return 0
+
+
+def _plots():
+    from . import plots
+    return plots
+
+
+def _write_outputs(args, table, doc, make_figure):
+    """Draw the figure before writing anything, so a plotting failure leaves no JSON either."""
+    fig = make_figure() if make_figure else None
+    print(table)
+    if args.json:
+        write_atomic(args.json, json.dumps(doc, indent=1) + "\n")
+    if fig is not None:
+        _plots().save(fig, args.plot)
