@@ -41,7 +41,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from collectives import registry
+from collectives import auto, registry
 from collectives.api import simulate
 from collectives.registry import AlgorithmUnavailable
 from topologies import Topology
@@ -52,19 +52,6 @@ VERSION = 1
 
 #: Collectives whose nccl-tests size S is P per-device blocks (see the module docstring).
 SCALES_WITH_P = frozenset({"allgather", "reduce_scatter", "alltoall"})
-
-#: Fallback for a :mod:`collectives.auto` that does not restrict itself on large systems: from
-#: this many devices on, ``algorithm="auto"`` leaves out the algorithms of :data:`SLOW_AT_SCALE`.
-#: Their schedules have many steps or many distinct transfers, so one call takes 2-22 s to emulate
-#: at P = 384 (cloudmatrix384, measured on a 2-core host), and there they were never the fastest
-#: (direct won every collective at 1M and at 1G). When ``collectives.auto`` has its own
-#: ``LARGE_P_ALGORITHMS`` (its large-system candidates), that is used instead.
-LARGE_P = 128
-SLOW_AT_SCALE = {
-    "allreduce": ("halving_doubling",),
-    "allgather": ("bruck", "recursive_doubling"),
-    "alltoall": ("bruck", "hierarchical", "pairwise"),
-}
 
 ROW_KEYS = ("topology", "system", "nodes", "P", "size", "nbytes", "algorithm", "protocol", "time_s", "algbw_GBps",
             "busbw_GBps", "peak_GBps", "bus_efficiency", "scaling_loss")
@@ -87,10 +74,8 @@ def nbytes_for(collective: str, size: int, P: int, per_device: bool = True) -> i
 # -- one point --------------------------------------------------------------------------------------
 
 def candidates(collective: str, P: int) -> tuple[list[str], list[str]]:
-    """Algorithms ``auto`` tries on ``P`` devices, and a note on the ones it leaves out.
-
-    The large-system rule is :mod:`collectives.auto`'s own when it has one (``LARGE_P`` and
-    ``LARGE_P_ALGORITHMS``), else :data:`LARGE_P` and :data:`SLOW_AT_SCALE` here.
+    """Algorithms ``auto`` tries on ``P`` devices, and a note on the ones it leaves out there
+    (:data:`collectives.auto.LARGE_P` and ``LARGE_P_ALGORITHMS``).
 
     >>> names, notes = candidates("alltoall", 384)
     >>> "pairwise" in names, "direct" in names, notes[0].startswith("auto leaves out alltoall")
@@ -99,42 +84,19 @@ def candidates(collective: str, P: int) -> tuple[list[str], list[str]]:
     []
     """
     names = registry.list_algorithms(collective)
-    slow, bound, why = left_out(collective, P)
-    if not slow:
+    if P <= auto.LARGE_P:
         return names, []
-    return [a for a in names if a not in slow], [f"auto leaves out {collective} {', '.join(slow)} at {bound}: {why}"]
-
-
-def left_out(collective: str, P: int) -> tuple[list[str], str, str]:
-    """``(algorithms auto leaves out on P devices, the rule's bound as text, why)``; see :func:`candidates`."""
-    names = registry.list_algorithms(collective)
-    own = _auto_large_p()
-    if own is not None:
-        limit, keep = own
-        large, bound = P > limit, f"P > {limit}"
-        slow = [a for a in names if a not in keep.get(collective, names)]
-        why = "collectives.auto times only quick-to-emulate schedules there"
-    else:
-        large, bound = P >= LARGE_P, f"P >= {LARGE_P}"
-        slow = [a for a in SLOW_AT_SCALE.get(collective, ()) if a in names]
-        why = "seconds to emulate per call there, and never the fastest at P = 384"
-    return (slow if large else []), bound, why
-
-
-def _auto_large_p():
-    """``(LARGE_P, LARGE_P_ALGORITHMS)`` of :mod:`collectives.auto` if it restricts itself, else None."""
-    from collectives import auto
-    keep = getattr(auto, "LARGE_P_ALGORITHMS", None)
-    limit = getattr(auto, "LARGE_P", None)
-    return (limit, keep) if isinstance(keep, dict) and isinstance(limit, int) else None
+    keep = auto.LARGE_P_ALGORITHMS.get(collective, names)
+    slow = [a for a in names if a not in keep]
+    note = (f"auto leaves out {collective} {', '.join(slow)} at P > {auto.LARGE_P}: "
+            "collectives.auto times only quick-to-emulate schedules there")
+    return [a for a in names if a in keep], [note] if slow else []
 
 
 def simulate_point(collective: str, nbytes: int, topo: Topology, algorithm: str = "auto", model=None,
                    dtype="float32"):
-    """The :class:`~collectives.api.SimResult` of one call; ``algorithm="auto"`` takes the fastest.
-
-    ``auto`` is :func:`collectives.auto.choose_result`, restricted on large systems as
-    :func:`candidates` says.
+    """The :class:`~collectives.api.SimResult` of one call; ``algorithm="auto"`` takes the fastest
+    (:func:`collectives.auto.choose_result`).
 
     Raises
     ------
@@ -143,29 +105,7 @@ def simulate_point(collective: str, nbytes: int, topo: Topology, algorithm: str 
     """
     if algorithm != "auto":
         return simulate(collective, nbytes, topo, algorithm=algorithm, dtype=dtype, model=model)
-    from collectives.auto import choose_result
-
-    names, _ = candidates(collective, topo.num_devices)
-    if _auto_large_p() is not None or len(names) == len(registry.list_algorithms(collective)):
-        try:
-            return choose_result(collective, nbytes, topo, dtype=dtype, model=model)
-        except ValueError as exc:
-            # choose_result says "no <collective> algorithm can run on ..." as a plain ValueError.
-            if not isinstance(exc, AlgorithmUnavailable) and str(exc).startswith(f"no {collective} algorithm can run"):
-                raise AlgorithmUnavailable(str(exc)) from None
-            raise
-    best, reasons = None, []
-    for name in names:
-        try:
-            res = simulate(collective, nbytes, topo, algorithm=name, dtype=dtype, model=model)
-        except AlgorithmUnavailable as exc:
-            reasons.append(f"{name}: {exc}")
-            continue
-        if best is None or res.time_s < best.time_s:  # ties keep the first name, as choose_result does
-            best = res
-    if best is None:
-        raise AlgorithmUnavailable(f"no {collective} algorithm can run on {topo.name!r}: " + "; ".join(reasons))
-    return best
+    return auto.choose_result(collective, nbytes, topo, dtype=dtype, model=model)
 
 
 # -- system variants -------------------------------------------------------------------------------
@@ -534,19 +474,11 @@ def compare(systems=SEED_SYSTEMS, collectives=SEED_COLLECTIVES, sizes=None, node
     if not chosen:
         raise ValueError("no system left to compare (all above max_devices)")
     if algorithm == "auto":
-        # One note for all collectives, naming the systems it concerns.
-        parts, big, rule = [], [], None
+        # One note per collective, naming the systems it concerns.
         for c in collectives:
-            for v in chosen:
-                slow, bound, why = left_out(c, v.P)
-                if slow:
-                    rule = (bound, why)
-                    big.append(v.label)
-                    if f"{c} {', '.join(slow)}" not in parts:
-                        parts.append(f"{c} {', '.join(slow)}")
-        if rule:
-            systems_text = ", ".join(dict.fromkeys(big))
-            notes.append(f"auto leaves out {'; '.join(parts)} at {rule[0]} ({systems_text}): {rule[1]}")
+            big = [v for v in chosen if candidates(c, v.P)[1]]
+            if big:
+                notes.append(candidates(c, big[0].P)[1][0] + f" ({', '.join(v.label for v in big)})")
     progress = Progress(len(chosen) * len(sizes) * len(collectives), enabled=progress_enabled)
     studies = [sweep(c, chosen, sizes, algorithm=algorithm, per_device=per_device, model=model, progress=progress)
                for c in collectives]

@@ -170,5 +170,5 @@ def choose_result(collective, nbytes, topology, dtype="float32", op="sum", root=
     trials = rank(collective, nbytes, topology, dtype, op, root, model, protocol, algorithms)
     if not trials or trials[0].result is None:
         reasons = "; ".join(f"{t.algorithm}: {t.skipped}" for t in trials) or "no candidate"
-        raise ValueError(f"no {collective} algorithm can run on {topology.name!r}: {reasons}")
+        raise AlgorithmUnavailable(f"no {collective} algorithm can run on {topology.name!r}: {reasons}")
     return trials[0].result

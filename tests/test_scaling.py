@@ -94,18 +94,11 @@ def test_take_devices_errors():
         sweep("allreduce", ["hgx-h20"], [1024], devices=[1, 2])
 
 
-def test_auto_leaves_out_slow_algorithms_only_at_scale(monkeypatch):
+def test_auto_leaves_out_slow_algorithms_only_at_scale():
     names, notes = scaling.candidates("alltoall", 8)
     assert "pairwise" in names and notes == []
     names, notes = scaling.candidates("alltoall", 384)
     assert "pairwise" not in names and "direct" in names and "pairwise" in notes[0]
-    # Without a large-system rule in collectives.auto, bench.scaling's own applies.
-    import collectives.auto
-    monkeypatch.delattr(collectives.auto, "LARGE_P_ALGORITHMS", raising=False)
-    names, notes = scaling.candidates("alltoall", scaling.LARGE_P)
-    assert not set(scaling.SLOW_AT_SCALE["alltoall"]) & set(names) and "direct" in names
-    assert notes[0].startswith(f"auto leaves out alltoall bruck, hierarchical, pairwise at P >= {scaling.LARGE_P}")
-    assert scaling.candidates("alltoall", scaling.LARGE_P - 1)[1] == []
 
 
 # -- progress ------------------------------------------------------------------------------------------
