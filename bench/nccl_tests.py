@@ -68,6 +68,10 @@ def register(sub):
     p.add_argument("--algo", default="auto", help="algorithm name or auto (default auto)")
     p.add_argument("--model-only", action="store_true", help="emulated time only: no data, any device count, no mpirun")
     p.add_argument("--devices-per-rank", type=int, default=None, help="devices hosted by each MPI rank")
+    p.add_argument("--jitter", default=None, metavar="PROFILE",
+                   help="instability profile (stable, noisy, lossy): the time column is the median of -n seeded "
+                        "calls, p99_us their 99th percentile")
+    p.add_argument("--seed", type=int, default=0, help="seed of the instability profile (default 0)")
     p.set_defaults(func=main)
 
 
@@ -136,7 +140,12 @@ def main(args) -> int:
             raise UsageError(f"{P} devices x {max(sizes)} bytes need about {need / 2**30:.1f} GiB in one process; "
                              "use --model-only, smaller -e, or mpirun with more ranks")
 
-    out = _Printer(rank == 0)
+    if args.jitter:
+        from topologies.instability import profile
+        profile(args.jitter)
+        if args.seed < 0:
+            raise UsageError(f"--seed {args.seed} must be >= 0")
+    out = _Printer(rank == 0, args.jitter)
     out.header(args, coll, sizes, topo, P, k, nranks, rank, comm)
     rows = []
     for dtype in types:
@@ -177,17 +186,22 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
         sim = choose_result(spec.name, nbytes, topo, dtype, op, args.root)
     else:
         sim = simulate(spec.name, nbytes, topo, algorithm=args.algo, dtype=dtype, op=op, root=args.root)
+    if args.jitter:  # the chosen algorithm and parameters, disturbed over -n seeded calls
+        sim = simulate(spec.name, nbytes, topo, algorithm=sim.algorithm, dtype=dtype, op=op, root=args.root,
+                       jitter=args.jitter, seed=args.seed, iters=args.iters, **sim.params)
     row = {"size": nbytes, "count": count, "type": dtypes.NCCL_NAMES.get(dtype, dtype),
            "redop": op if spec.reduces else "none",
            "root": args.root if spec.name in ("broadcast", "reduce") else -1,
-           "algorithm": sim.algorithm, "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps}
+           "algorithm": sim.algorithm, "params": sim.params, "protocol": sim.protocol,
+           "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps,
+           "time_stats_us": {k: v * 1e6 for k, v in sim.time_stats().items()}}
     total_wrong = 0
     for place in ("out_of_place", "in_place"):
         if args.model_only:
             host_s, nwrong = math.nan, None
         else:
             host_s, nwrong = _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, sim.algorithm,
-                                       in_place=(place == "in_place"))
+                                       sim.params, in_place=(place == "in_place"))
         total_wrong += nwrong or 0
         row[place] = {"time": sim.time_s * 1e6, "alg_bw": sim.algbw_GBps, "bus_bw": sim.busbw_GBps,
                       "nwrong": nwrong, "host_time": host_s * 1e6}
@@ -230,8 +244,9 @@ def expected_rows(spec, P, count, dtype, op, root, devices):
     return ref[list(devices)]
 
 
-def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algorithm, in_place):
-    """Host wall time per call and #wrong for this size, with real data on the local or MPI executor.
+def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algorithm, params, in_place):
+    """Host wall time per call and #wrong for this size, with real data on the local or MPI executor,
+    running the schedule the time plane timed (same algorithm and parameters).
 
     The work buffers are loaded once. Out-of-place calls copy the input into them and run the
     schedule; in-place calls run the schedule on the buffers as the previous call left them, as
@@ -244,7 +259,7 @@ def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algo
     data = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
     bf = "bfloat16" if dtype == "bfloat16" else None
     if comm is None:
-        job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, topology=topo)
+        job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, topology=topo, **params)
         loaded, schedule = job.inputs, job.schedule
 
         def execute(buf):
@@ -255,7 +270,7 @@ def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algo
     else:
         from collectives.executors import mpi as mpi_exec
 
-        schedule = api.build_schedule(spec.name, algorithm, P, count, args.root, topology=topo)
+        schedule = api.build_schedule(spec.name, algorithm, P, count, args.root, topology=topo, **params)
         fmt = dtypes.kernel_format(dtype)
         opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
         loaded = mpi_exec.load_rows(spec, data.view(dtypes.storage(dtype)), P, count, args.root, rank * k)
@@ -320,8 +335,9 @@ def fmt_num(value, width) -> str:
 
 
 class _Printer:
-    def __init__(self, enabled):
+    def __init__(self, enabled, jitter=None):
         self.enabled = enabled
+        self.jitter = jitter
 
     def p(self, text=""):
         if self.enabled:
@@ -350,7 +366,7 @@ class _Printer:
         self.p("#                                                              out-of-place                       "
                "in-place          ")
         self.p("#       size         count      type   redop    root     time   algbw   busbw  #wrong     time   "
-               "algbw   busbw  #wrong        algo  buseff   host_us")
+               "algbw   busbw  #wrong        algo  buseff   host_us" + ("    p99_us" if self.jitter else ""))
         self.p("#        (B)    (elements)                               (us)  (GB/s)  (GB/s)             (us)  "
                "(GB/s)  (GB/s)                              (us)")
 
@@ -363,6 +379,8 @@ class _Printer:
                      f"  {wrong:>6s}")
         host = r["in_place"]["host_time"]
         line += f"  {r['algorithm']:>10s}  {fmt_num(r['bus_efficiency'], 6)}  {fmt_num(host, 8)}"
+        if self.jitter:
+            line += f"  {fmt_num(r['time_stats_us']['p99'], 8)}"
         self.p(line)
 
     def footer(self, coll, wrong, avg_bus, check):
@@ -385,10 +403,12 @@ def _json(args, coll, topo, P, rows, wrong, avg_bus):
                    "validation": args.check, "datatype": args.datatype, "op": args.op, "root": args.root},
         "results": [{"size": r["size"], "count": r["count"], "type": r["type"], "redop": r["redop"], "root": r["root"],
                      "out_of_place": place(r["out_of_place"]), "in_place": place(r["in_place"]),
-                     "ccemu": {"algorithm": r["algorithm"], "bus_efficiency": r["bus_efficiency"],
-                               "peak_GBps": r["peak_GBps"]}} for r in rows],
+                     "ccemu": {"algorithm": r["algorithm"], "params": r["params"], "protocol": r["protocol"],
+                               "bus_efficiency": r["bus_efficiency"], "peak_GBps": r["peak_GBps"],
+                               "time_stats_us": r["time_stats_us"]}} for r in rows],
         "out_of_bounds": {"count": wrong, "okay": wrong == 0},
         "average_bus_bandwidth": {"bandwidth": avg_bus, "okay": True},
         "ccemu": {"version": VERSION, "topology": topo.name, "devices": P, "algo": args.algo,
+                  "jitter": args.jitter, "seed": args.seed,
                   "model_only": bool(args.model_only), "units": {"time": "us", "bw": "GB/s (1e9 B/s)"}},
     }

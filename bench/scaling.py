@@ -94,9 +94,10 @@ def candidates(collective: str, P: int) -> tuple[list[str], list[str]]:
 
 
 def simulate_point(collective: str, nbytes: int, topo: Topology, algorithm: str = "auto", model=None,
-                   dtype="float32"):
+                   dtype="float32", jitter=None, seed: int = 0, iters: int = 20):
     """The :class:`~collectives.api.SimResult` of one call; ``algorithm="auto"`` takes the fastest
-    (:func:`collectives.auto.choose_result`).
+    (:func:`collectives.auto.choose_result`). With ``jitter`` the chosen algorithm and parameters
+    are then disturbed over ``iters`` seeded calls (``time_s`` is their median).
 
     Raises
     ------
@@ -104,8 +105,13 @@ def simulate_point(collective: str, nbytes: int, topo: Topology, algorithm: str 
         The named algorithm (or, for ``auto``, every candidate) cannot run on this topology.
     """
     if algorithm != "auto":
-        return simulate(collective, nbytes, topo, algorithm=algorithm, dtype=dtype, model=model)
-    return auto.choose_result(collective, nbytes, topo, dtype=dtype, model=model)
+        r = simulate(collective, nbytes, topo, algorithm=algorithm, dtype=dtype, model=model)
+    else:
+        r = auto.choose_result(collective, nbytes, topo, dtype=dtype, model=model)
+    if jitter is not None:
+        r = simulate(collective, nbytes, topo, algorithm=r.algorithm, dtype=dtype, model=model, jitter=jitter,
+                     seed=seed, iters=iters, **r.params)
+    return r
 
 
 # -- system variants -------------------------------------------------------------------------------
@@ -229,11 +235,16 @@ class Study:
                  _fmt(r["time_s"], 1e6, ".2f"), _fmt(r["algbw_GBps"], 1, ".2f"), _fmt(r["busbw_GBps"], 1, ".2f"),
                  _fmt(r["peak_GBps"], 1, ".1f"), _fmt(r["bus_efficiency"], 1, ".3f"),
                  _fmt(r["scaling_loss"], 1, "+.3f")] for r in self.rows]
+        if any("p99_s" in r for r in self.rows):  # under an instability profile: time_us is the median
+            cols.insert(7, "p99_us")
+            for row, r in zip(body, self.rows):
+                row.insert(7, _fmt(r.get("p99_s"), 1e6, ".2f"))
         return format_table(cols, body, header, markdown)
 
 
 def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorithm: str = "auto",
-          per_device: bool = True, model=None, dtype="float32", progress: Progress | None = None) -> Study:
+          per_device: bool = True, model=None, dtype="float32", progress: Progress | None = None,
+          jitter=None, seed: int = 0, iters: int = 20) -> Study:
     """Simulate ``collective`` on every system variant and size; see the module docstring.
 
     Parameters
@@ -250,6 +261,9 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
         An algorithm name or ``"auto"`` (the fastest per point, :func:`simulate_point`).
     model : dict, optional
         Network-model overrides for every call (:func:`topologies.model.resolve`).
+    jitter, seed, iters : optional
+        Instability profile: each point is the median of ``iters`` seeded calls; rows also carry
+        ``p99_s`` (see :func:`collectives.simulate`).
     progress : Progress, optional
         Stepped once per simulated point.
 
@@ -287,7 +301,7 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
             row = {"topology": v.label, "system": v.topology.name, "nodes": v.nodes, "P": v.P, "size": size,
                    "nbytes": nb}
             try:
-                r = simulate_point(collective, nb, v.topology, algorithm, model, dtype)
+                r = simulate_point(collective, nb, v.topology, algorithm, model, dtype, jitter, seed, iters)
             except AlgorithmUnavailable as exc:
                 row.update(algorithm=algorithm, protocol=None, time_s=None, algbw_GBps=None, busbw_GBps=None,
                            peak_GBps=None, bus_efficiency=None, unavailable=str(exc))
@@ -295,6 +309,8 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
                 row.update(nbytes=r.nbytes, algorithm=r.algorithm, protocol=getattr(r, "protocol", None),
                            time_s=r.time_s, algbw_GBps=r.algbw_GBps, busbw_GBps=r.busbw_GBps, peak_GBps=r.peak_GBps,
                            bus_efficiency=r.bus_efficiency)
+                if jitter is not None:
+                    row["p99_s"] = r.time_stats()["p99"]
             study.rows.append(row)
             progress.step(f"{v.label} P={v.P} {byte_label(size)}")
     add_scaling_loss(study.rows)

@@ -70,6 +70,10 @@ def _common(p, minbytes, maxbytes):
     p.add_argument("--plot", default=None, metavar="FILE.png", help="also draw the figure to FILE.png")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--progress", action="store_true", help="progress bar on stderr even when it is not a terminal")
+    p.add_argument("--jitter", default=None, metavar="PROFILE",
+                   help="instability profile (stable, noisy, lossy): each point is the median of --iters seeded calls")
+    p.add_argument("--seed", type=int, default=0, help="seed of the instability profile (default 0)")
+    p.add_argument("--iters", type=int, default=20, help="seeded calls per point with --jitter (default 20)")
 
 
 # -- argument parsing ----------------------------------------------------------------------------------
@@ -151,7 +155,8 @@ def scaling_handler(args) -> int:
         total += len(vs) * len(sizes)
     progress = scaling.Progress(total, enabled=True if args.progress else None)
     study = scaling.sweep(args.collective, systems, sizes, algorithm=args.algo,
-                          per_device=args.size_is == "per-device", model=_model(args.model), progress=progress)
+                          per_device=args.size_is == "per-device", model=_model(args.model), progress=progress,
+                          **_jitter(args))
     _write_outputs(args, study.table(args.markdown), study.as_dict(),
                    (lambda: _plots().plot_scaling(study)) if args.plot else None)
     return 0
@@ -170,6 +175,16 @@ def compare_handler(args) -> int:
     _write_outputs(args, comp.table(args.markdown), comp.as_dict(),
                    (lambda: _plots().plot_compare(comp.studies)) if args.plot else None)
     return 0
+
+
+def _jitter(args) -> dict:
+    if args.jitter is None:
+        return {}
+    from topologies.instability import profile
+    profile(args.jitter)
+    if args.seed < 0 or args.iters < 1:
+        raise UsageError(f"--seed {args.seed} / --iters {args.iters}: expected a seed >= 0 and iters >= 1")
+    return {"jitter": args.jitter, "seed": args.seed, "iters": args.iters}
 
 
 def _plots():

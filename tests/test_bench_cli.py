@@ -97,3 +97,25 @@ def test_failed_run_leaves_no_json(tmp_path, capsys):
     target = tmp_path / "out.json"
     assert main(["bench", "allreduce", "--topology", "nope", "-J", str(target)]) == 2
     assert not target.exists()
+
+
+def test_jitter_profile_median_and_p99_reproducible(capsys, tmp_path):
+    argv = ["bench", "allreduce", "-b", "1M", "-e", "16M", "-f", "4", "--model-only", "--topology", "atlas800t-a2",
+            "--jitter", "noisy", "--seed", "3", "-n", "50"]
+    assert main(argv + ["-J", str(tmp_path / "a.json")]) == 0
+    first = capsys.readouterr().out
+    assert main(argv) == 0
+    assert capsys.readouterr().out == first
+    assert "p99_us" in first
+    rows, _ = parse_nccl_tests(first)
+    doc = json.loads((tmp_path / "a.json").read_text())
+    for r, d in zip(rows, doc["results"]):
+        stats = d["ccemu"]["time_stats_us"]
+        assert stats["min"] <= stats["median"] <= stats["p99"] <= stats["max"]
+        assert r["oop"]["time"] == pytest.approx(stats["median"], abs=0.01)
+    assert doc["ccemu"]["jitter"] == "noisy" and doc["ccemu"]["seed"] == 3
+    plain = ["bench", "allreduce", "-b", "1M", "-e", "1M", "--model-only", "--topology", "atlas800t-a2"]
+    assert main(plain + ["--jitter", "stable"]) == 0
+    stable, _ = parse_nccl_tests(capsys.readouterr().out)
+    assert main(plain) == 0
+    assert parse_nccl_tests(capsys.readouterr().out)[0][0]["oop"]["time"] == stable[0]["oop"]["time"]

@@ -248,3 +248,13 @@ def test_scaling_cli_on_a_topology_file(capsys, tmp_path):
     assert float(rows[1][8]) == pytest.approx(n / (2 * L * 1e-6 * 4 + n / (B * 1e9)) / 1e9, abs=0.006)
     assert main(["scaling", "allreduce", "--topology", str(path), "--nodes", "2"]) == 2
     assert "applies to presets only" in capsys.readouterr().err
+
+
+def test_scaling_under_jitter_reports_p99(capsys):
+    assert main(["scaling", "allreduce", "--topology", "hgx-h20", "--devices", "4,8", "--sizes", "1M",
+                 "--jitter", "lossy", "--seed", "1", "--iters", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "p99_us" in out
+    assert main(["scaling", "allreduce", "--topology", "hgx-h20", "--devices", "4", "--sizes", "1M",
+                 "--jitter", "wobbly"]) == 2
+    assert "unknown jitter profile 'wobbly'" in capsys.readouterr().err
