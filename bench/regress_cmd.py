@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 
 from . import regress
-from .errors import UsageError, write_atomic
+from .errors import write_atomic
+from .scaling_cmd import model_arg
 
 
 def register(subparsers):
@@ -51,7 +52,7 @@ def run_handler(args) -> int:
 
     doc = regress.read_case_file(args.cases)
     cases = regress.expand_cases(doc, where=f"case file {args.cases!r}")
-    model = _model(args.model)
+    model = model_arg(args.model)
     host_cfg = None if args.emulated_only else regress.host_config(doc, reduce_mib=args.host_mib, repeat=args.repeat)
     progress = Progress(len(cases), enabled=True if args.progress else None)
     results = regress.run(cases, host_cfg, model=model, cases_file=args.cases, progress=progress)
@@ -85,17 +86,3 @@ def compare_handler(args) -> int:
     report = regress.compare(base, new, rtol=args.rtol, emulated_only=args.emulated_only)
     print(report.text())
     return 0 if report.ok else 1
-
-
-def _model(text):
-    if text is None:
-        return None
-    try:
-        model = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--model is not valid JSON: {exc}") from None
-    if not isinstance(model, dict):
-        raise UsageError("--model must be a JSON object, e.g. '{\"nvlink\": {\"efficiency\": 0.75}}'")
-    from topologies.model import resolve
-    resolve(None, model)  # checks names and values before any work
-    return model

@@ -118,7 +118,8 @@ def _split(text, flag) -> list[str]:
     return items
 
 
-def _model(text):
+def model_arg(text):
+    """The ``--model`` JSON overrides, checked (shared by the scaling and regress commands)."""
     if text is None:
         return None
     try:
@@ -155,7 +156,7 @@ def scaling_handler(args) -> int:
         total += len(vs) * len(sizes)
     progress = scaling.Progress(total, enabled=True if args.progress else None)
     study = scaling.sweep(args.collective, systems, sizes, algorithm=args.algo,
-                          per_device=args.size_is == "per-device", model=_model(args.model), progress=progress,
+                          per_device=args.size_is == "per-device", model=model_arg(args.model), progress=progress,
                           **_jitter(args))
     _write_outputs(args, study.table(args.markdown), study.as_dict(),
                    (lambda: _plots().plot_scaling(study)) if args.plot else None)
@@ -170,7 +171,7 @@ def compare_handler(args) -> int:
         raise UsageError(f"--max-devices {args.max_devices}: expected a number >= 0 (0: no limit)")
     comp = scaling.compare(systems, collectives, size_list(args), nodes=count_list(args.nodes, "--nodes"),
                            algorithm=args.algo, per_device=args.size_is == "per-device",
-                           max_devices=args.max_devices or None, model=_model(args.model),
+                           max_devices=args.max_devices or None, model=model_arg(args.model),
                            progress_enabled=True if args.progress else None)
     _write_outputs(args, comp.table(args.markdown), comp.as_dict(),
                    (lambda: _plots().plot_compare(comp.studies)) if args.plot else None)

@@ -205,14 +205,11 @@ class StepTimer:
 
 
 @numba.njit(cache=True)
-def _find_cycle(dep_ptr, dep_idx, n):
-    """Kahn's algorithm; returns a transfer on a cycle, or -1."""
-    indeg = np.zeros(n, np.int64)
+def _successors(dep_ptr, dep_idx, n):
+    """Successor lists (CSR) from dependency lists (CSR): who waits for each transfer."""
     succ_cnt = np.zeros(n + 1, np.int64)
-    for k in range(n):
-        indeg[k] = dep_ptr[k + 1] - dep_ptr[k]
-        for i in range(dep_ptr[k], dep_ptr[k + 1]):
-            succ_cnt[dep_idx[i] + 1] += 1
+    for i in range(dep_idx.size):
+        succ_cnt[dep_idx[i] + 1] += 1
     succ_ptr = np.cumsum(succ_cnt)
     fill = succ_ptr[:-1].copy()
     succ = np.empty(dep_idx.size, np.int64)
@@ -220,6 +217,14 @@ def _find_cycle(dep_ptr, dep_idx, n):
         for i in range(dep_ptr[k], dep_ptr[k + 1]):
             succ[fill[dep_idx[i]]] = k
             fill[dep_idx[i]] += 1
+    return succ_ptr, succ
+
+
+@numba.njit(cache=True)
+def _find_cycle(dep_ptr, dep_idx, n):
+    """Kahn's algorithm; returns a transfer on a cycle, or -1."""
+    indeg = np.diff(dep_ptr)
+    succ_ptr, succ = _successors(dep_ptr, dep_idx, n)
     stack = np.empty(n, np.int64)
     top = 0
     for k in range(n):
@@ -310,19 +315,8 @@ def _run_flows(ptr, edge, frac, capacity, nbytes, lat, dep_ptr, dep_idx):
     active = np.zeros(n, np.bool_)
     pending = np.zeros(n, np.int64)
     rate = np.zeros(n)
-    # Successor lists from dependency lists.
-    succ_cnt = np.zeros(n + 1, np.int64)
-    for k in range(n):
-        pending[k] = dep_ptr[k + 1] - dep_ptr[k]
-        for i in range(dep_ptr[k], dep_ptr[k + 1]):
-            succ_cnt[dep_idx[i] + 1] += 1
-    succ_ptr = np.cumsum(succ_cnt)
-    fill = succ_ptr[:-1].copy()
-    succ = np.empty(dep_idx.size, np.int64)
-    for k in range(n):
-        for i in range(dep_ptr[k], dep_ptr[k + 1]):
-            succ[fill[dep_idx[i]]] = k
-            fill[dep_idx[i]] += 1
+    pending[:] = np.diff(dep_ptr)
+    succ_ptr, succ = _successors(dep_ptr, dep_idx, n)
     ready = np.full(n, np.inf)  # when a transfer may start
     for k in range(n):
         if pending[k] == 0:
