@@ -55,19 +55,19 @@ class LinkParams:
         eff = eff * _model.PROTOCOL_EFFICIENCY[protocol]
         msg = np.array([_model.link_param(self.params, k, _model.MSG_KEY[protocol]) for k in a.link_kinds])
         self.capacity_Bps = a.bw_GBps * 1e9 * eff[a.edge_kind]
-        self.msg_s = msg[a.edge_kind] * 1e-6
+        self.msg_by_kind_s = msg * 1e-6
         call = [_model.link_param(self.params, k, _model.CALL_KEY[protocol]) for k in a.link_kinds]
         self.call_s = max(call, default=0.0) * 1e-6
 
 
-def flow_latency_s(routes, link: LinkParams) -> np.ndarray:
-    """Per transfer: hop latencies (averaged over its equal-cost paths) plus the largest message cost."""
-    lat = routes.lat_us * 1e-6
-    msg = np.zeros(len(lat))
-    if routes.edge.size:
-        owner = np.repeat(np.arange(len(lat)), np.diff(routes.ptr))
-        np.maximum.at(msg, owner, link.msg_s[routes.edge])
-    return lat + msg
+def flow_latency_s(routes, link: LinkParams, edge_kind) -> np.ndarray:
+    """Per transfer: hop latencies (averaged over its equal-cost paths) plus the largest message cost
+    among the link kinds on its path."""
+    mask = routes.kind_mask(edge_kind)
+    msg = np.zeros(len(mask))
+    for k, cost in enumerate(link.msg_by_kind_s):
+        msg = np.where((mask >> k) & 1 == 1, np.maximum(msg, cost), msg)
+    return routes.lat_us * 1e-6 + msg
 
 
 def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=None,
@@ -121,7 +121,7 @@ def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=Non
         raise ValueError(f"dependency cycle through transfer {cycle}")
     routes = route_pairs(topo, src, dst)
     link = LinkParams(topo, model, protocol)
-    lat = flow_latency_s(routes, link)
+    lat = flow_latency_s(routes, link, topo.arrays.edge_kind)
     start, end, busy = _run_flows(routes.ptr, routes.edge, routes.frac, link.capacity_Bps, nbytes, lat,
                                   dep_ptr, dep_idx)
     link_bytes = _link_bytes(routes, nbytes, len(link.capacity_Bps))
@@ -150,11 +150,9 @@ class StepDetail:
     @classmethod
     def build(cls, routes, nbytes, lat_s, end_s, edge_kind):
         owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
-        mask = np.zeros(len(nbytes), np.int64)
-        np.bitwise_or.at(mask, owner, np.left_shift(1, edge_kind[routes.edge]))
-        ids, inv = np.unique(routes.edge, return_inverse=True)
-        per_edge = np.bincount(inv, weights=routes.frac * nbytes[owner], minlength=len(ids))
-        return cls(nbytes, lat_s, end_s - lat_s, mask, ids, per_edge)
+        per_edge = np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=len(edge_kind))
+        ids = np.flatnonzero(per_edge)
+        return cls(nbytes, lat_s, end_s - lat_s, routes.kind_mask(edge_kind), ids, per_edge[ids])
 
     def link_bytes(self, n_edges: int) -> np.ndarray:
         return np.bincount(self.edge_ids, weights=self.edge_bytes, minlength=n_edges)
@@ -193,7 +191,7 @@ class StepTimer:
             out = (0.0, None)
         else:
             routes = route_pairs(self.topo, s, d)
-            lat = flow_latency_s(routes, self.link)
+            lat = flow_latency_s(routes, self.link, self.topo.arrays.edge_kind)
             none = np.zeros(len(s) + 1, np.int64)
             start, end, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, b, lat,
                                        none, none[:0])

@@ -36,10 +36,23 @@ class Routes:
     """Routes of a set of device pairs in CSR form: pair ``k`` uses edge ``edge[ptr[k]:ptr[k+1]]`` with
     the fraction ``frac[...]`` of its traffic (1.0 on a single path, shares over parallel paths)."""
 
-    __slots__ = ("ptr", "edge", "frac", "lat_us", "hops")
+    __slots__ = ("ptr", "edge", "frac", "lat_us", "hops", "_kind_mask")
 
     def __init__(self, ptr, edge, frac, lat_us, hops):
         self.ptr, self.edge, self.frac, self.lat_us, self.hops = ptr, edge, frac, lat_us, hops
+        self._kind_mask = None
+
+    def kind_mask(self, edge_kind) -> np.ndarray:
+        """Per pair, the link kinds on its paths as a bitmask (bit k: ``link_kinds[k]``); computed once."""
+        if self._kind_mask is None:
+            n = len(self.ptr) - 1
+            owner = np.repeat(np.arange(n), np.diff(self.ptr))
+            kinds = edge_kind[self.edge]
+            mask = np.zeros(n, np.int64)
+            for k in np.flatnonzero(np.bincount(kinds)):  # a handful of kinds: one pass each
+                mask[np.bincount(owner, weights=(kinds == k), minlength=n) > 0] |= 1 << int(k)
+            self._kind_mask = mask
+        return self._kind_mask
 
 
 def route_pairs(topo: Topology, src, dst) -> Routes:

@@ -145,13 +145,13 @@ def link_estimate(topology) -> tuple[float, float, float]:
         return cache
     import numpy as np
 
-    from topologies.network import LinkParams
+    from topologies.network import LinkParams, flow_latency_s
     from topologies.routing import route_pairs
 
     link = LinkParams(topology)
     r = route_pairs(topology, np.array([0]), np.array([1]))
     edges, frac = r.edge, r.frac
-    alpha = float(r.lat_us[0]) * 1e-6 + (float(link.msg_s[edges].max()) if len(edges) else 0.0)
+    alpha = float(flow_latency_s(r, link, topology.arrays.edge_kind)[0])
     pair = float(np.min(link.capacity_Bps[edges] / frac)) if len(edges) else math.inf
     a = topology.arrays
     out0 = np.flatnonzero(a.edge_src == 0)
