@@ -70,7 +70,7 @@ class SimResult:
 
 def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dtype="float32", op: str = "sum",
              root: int = 0, model: dict | None = None, protocol: str = "auto", jitter=None, seed: int = 0,
-             iters: int = 20, **params) -> SimResult:
+             iters: int = 20, failure=None, **params) -> SimResult:
     """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
 
     No data moves: the schedule's transfers go to the network model, so any device count works.
@@ -81,6 +81,11 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     ``jitter`` (a profile name such as ``"noisy"``, or a dict; see :mod:`topologies.instability`)
     disturbs ``iters`` seeded calls: ``time_samples_s`` holds their times, ``time_stats()`` their
     min, median, p99 and max, and ``time_s`` (with algbw and busbw) is the median.
+
+    ``failure=(k, topology_after)`` changes the system from step ``k`` on (0-based): steps before
+    it run on ``topology``, the rest on ``topology_after``, e.g.
+    ``topologies.whatif.fail_link(topology, 0, 1)`` (which raises, naming the devices cut off, when
+    no path is left). Traffic then follows the new routes, and the time shows the cost.
 
     Examples
     --------
@@ -112,8 +117,12 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     if protocol != "auto" and protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected auto or one of {', '.join(PROTOCOLS)}")
     protos = PROTOCOLS if protocol == "auto" else (protocol,)
+    segments = []
+    if failure is not None:
+        first, after = _check_failure(failure, topology)
+        segments.append((first, after, [_timer(after, model, p) for p in protos]))
     timed = _time_schedule(schedule, spec, topology, [_timer(topology, model, p) for p in protos], size,
-                           keep_shapes=jitter is not None)
+                           keep_shapes=jitter is not None, segments=segments)
     best = min(range(len(protos)), key=lambda i: timed[i].total)  # ties keep the earlier regime (simple)
     proto, run = protos[best], timed[best]
     total = run.total
@@ -144,33 +153,75 @@ class _Run:
     shapes: list = field(default_factory=list)
 
 
-def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False) -> list[_Run]:
+def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False, segments=()) -> list[_Run]:
     """Time a schedule in each regime of ``timers`` (one pass over the steps: a step's routes are
-    found once and serve every regime)."""
+    found once and serve every regime).
+
+    ``segments``: ``[(first_step, topology_from_then_on, its timers), ...]`` in step order, for a
+    system that changes during the call (a link that fails at step k); bytes on links of a later
+    topology are counted on the same links of ``topology``.
+    """
     reduce_Bps = _reduce_rates(topology)
     runs = [_Run(t.link.call_s, t.link.capacity_Bps, t.link.call_s, link_bytes=np.zeros(len(t.link.capacity_Bps)))
             for t in timers]
-    node_of = _endpoint_nodes(topology, schedule)
     if schedule.endpoints:
         reduce_Bps = np.concatenate([reduce_Bps, [topology.graph.nodes[n].get("reduce_bw_GBps", math.inf) * 1e9
                                                   for n in schedule.endpoints]])
+    plan = [(0, topology, timers)] + list(segments)
+    node_of = [_endpoint_nodes(t, schedule) for _, t, _ in plan]
+    edge_map = [None] + [_edge_map(t, topology) for _, t, _ in plan[1:]]
+    step = 0
     for phase, src, dst, nb, reduce, repeat in schedule.timing(itemsize):
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
         devices = len(np.union1d(src, dst)) if keep_shapes else 0
-        for timer, run in zip(timers, runs):
-            t_net, detail = timer.time(node_of[src], node_of[dst], nb)
-            # Devices reduce while data streams in (as NCCL's kernels do): the slower sets the pace.
-            t_step = max(t_net, t_red)
-            run.total += t_step * repeat
-            if detail is not None:
-                run.link_bytes += repeat * detail.link_bytes(len(run.link_bytes))
-            if keep_shapes:
-                run.shapes.append((repeat, detail, t_red, devices))
-            if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
-                run.steps[-1]["repeat"] += repeat
-            else:
-                run.steps.append({"phase": phase, "repeat": repeat, "step_s": t_step})
+        for i, (first, _, seg_timers) in enumerate(plan):
+            end = plan[i + 1][0] if i + 1 < len(plan) else math.inf
+            count = int(max(0, min(step + repeat, end) - max(step, first)))
+            if count == 0:
+                continue
+            for timer, run in zip(seg_timers, runs):
+                t_net, detail = timer.time(node_of[i][src], node_of[i][dst], nb)
+                # Devices reduce while data streams in (as NCCL's kernels do): the slower sets the pace.
+                t_step = max(t_net, t_red)
+                run.total += t_step * count
+                if detail is not None:
+                    ids = detail.edge_ids if edge_map[i] is None else edge_map[i][detail.edge_ids]
+                    run.link_bytes += count * np.bincount(ids, weights=detail.edge_bytes, minlength=len(run.link_bytes))
+                if keep_shapes:
+                    run.shapes.append((count, detail, t_red, devices))
+                if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
+                    run.steps[-1]["repeat"] += count
+                else:
+                    run.steps.append({"phase": phase, "repeat": count, "step_s": t_step})
+        step += repeat
     return runs
+
+
+def _edge_map(later, topology) -> np.ndarray:
+    """Edge index in ``later`` -> the same link's index in ``topology`` (links named by their nodes)."""
+    index = {e: i for i, e in enumerate(topology.arrays.edges)}
+    try:
+        return np.array([index[e] for e in later.arrays.edges], np.int64)
+    except KeyError as exc:
+        raise ValueError(f"the topology after the failure has link {exc.args[0]!r}, which "
+                         f"{topology.name!r} does not: a failure may remove links, not add them") from None
+
+
+def _check_failure(failure, topology):
+    from topologies import Topology
+
+    try:
+        first, after = failure
+    except (TypeError, ValueError):
+        raise TypeError("failure must be (step, topology_after), e.g. (3, fail_link(topology, 0, 1))") from None
+    if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or first < 0:
+        raise ValueError(f"failure step {first!r}; expected an integer >= 0")
+    if not isinstance(after, Topology):
+        raise TypeError(f"failure topology must be a topologies.Topology, got {type(after).__name__}")
+    if after.num_devices != topology.num_devices:
+        raise ValueError(f"the topology after the failure has {after.num_devices} devices; expected "
+                         f"{topology.num_devices}, as before")
+    return int(first), after
 
 
 def _endpoint_nodes(topology, schedule) -> np.ndarray:

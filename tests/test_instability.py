@@ -71,3 +71,27 @@ def test_profiles_and_bad_parameters():
             profile(bad)
     with pytest.raises(ValueError, match="iters=0"):
         collectives.simulate("allreduce", 1024, switch(2), jitter="noisy", iters=0)
+
+
+def test_link_failing_mid_run_reroutes_and_costs_time():
+    from topologies.whatif import fail_link, fail_node
+
+    t = preset("dgx-h100")
+    after = fail_link(t, "n0.gpu0", "n0.nvs0")  # GPU 0 loses 5 of its 18 NVLinks
+    kw = dict(algorithm="ring", channels=1, protocol="simple")
+    healthy = collectives.simulate("allreduce", 1 << 30, t, **kw)
+    broken = collectives.simulate("allreduce", 1 << 30, t, failure=(0, after), **kw)
+    mid = collectives.simulate("allreduce", 1 << 30, t, failure=(7, after), **kw)
+    # The first 7 steps (reduce-scatter) run healthy, the last 7 (allgather) on 13 links.
+    assert healthy.time_s < mid.time_s < broken.time_s
+    step_ok, step_bad = healthy.steps[0]["step_s"], broken.steps[0]["step_s"]
+    assert mid.time_s == pytest.approx(healthy.time_s + 7 * (step_bad - step_ok), rel=1e-12)
+    assert step_bad == pytest.approx(step_ok * 18 / 13, rel=0.02)  # bandwidth-bound: 18/13 slower
+    assert collectives.simulate("allreduce", 1 << 30, t, failure=(99, after), **kw).time_s == healthy.time_s
+    # No path left: the what-if says which devices are cut off.
+    with pytest.raises(ValueError, match=r"cuts off device pairs \(0, 1\)"):
+        fail_node(switch(4), "sw0")
+    with pytest.raises(ValueError, match="failure step -1"):
+        collectives.simulate("allreduce", 1 << 20, t, failure=(-1, after))
+    with pytest.raises(ValueError, match="8 devices"):
+        collectives.simulate("allreduce", 1 << 20, switch(4), failure=(1, t))
