@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 _ENV_HINTS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
 
@@ -32,5 +33,6 @@ def abort_others(status: int) -> None:
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(0.2)  # let the launcher forward the error line before the job is killed
         MPI.COMM_WORLD.Abort(status)
         os._exit(status)  # MPICH's Abort has been seen to return; this rank must not go on

@@ -8,6 +8,7 @@ or, failing that, the one on ``PATH``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +75,19 @@ def test_failing_rank_ends_every_rank(n):
     assert "rank 1: RuntimeError: injected failure mid-collective" in err, err
     assert "should have aborted" not in err, err
     assert seconds < FAULT_TIMEOUT_S
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_dying_rank_ends_every_rank(n):
+    """Rank 1 exits on the spot mid-collective (no exception, no Abort): the launcher ends the job
+    within seconds, non-zero. A process that dies says nothing itself; where the launcher names it
+    (by PID, when it was killed by a signal), the ranks' PID lines map that to rank 1."""
+    status, out, err, seconds = launch(n, ["tests/mpi/fault_raise.py", "--die"], FAULT_TIMEOUT_S)
+    assert status != 0 and seconds < 10, (status, seconds, err)
+    pids = dict(re.findall(r"rank (\d+) pid (\d+)", err))
+    assert set(pids) == {str(r) for r in range(n)}
+    dead = re.search(r"PID (\d+) RUNNING AT", err + out)
+    assert dead is None or pids["1"] == dead.group(1), err + out
 
 
 def test_benchmark_cli_under_mpiexec():

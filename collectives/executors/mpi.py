@@ -49,6 +49,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 import weakref
 import zlib
 from collections import OrderedDict
@@ -64,6 +65,9 @@ from ..schedule import Schedule
 __all__ = ["MPI", "run", "execute", "abort_on_error", "RankMismatch", "hosted_endpoints", "load_rows",
            "extract_rows", "numpy_dtype", "release_scratch"]
 
+# Seconds between printing a failure and aborting: the launcher forwards the line before it kills
+# the job (without it the message was lost now and then).
+ABORT_GRACE_S = 0.2
 # Tags wrap at the smallest upper bound MPI guarantees (MPI_TAG_UB >= 32767).
 _TAG_SPACE = 32768
 
@@ -244,6 +248,7 @@ def abort_on_error(comm=None, status: int = 1):
         text = " ".join(f"{type(exc).__name__}: {exc}".split())
         sys.stdout.flush()
         print(f"rank {comm.Get_rank()}: {text}", file=sys.stderr, flush=True)
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(status)
         # MPICH's MPI_Abort may return before the launcher kills this process: never run on.
         os._exit(status)
