@@ -164,8 +164,8 @@ def choose_result(collective, nbytes, topology, dtype="float32", op="sum", root=
 
     Raises
     ------
-    ValueError
-        When no candidate can run on the topology (the message gives every reason).
+    AlgorithmUnavailable
+        (a ``ValueError``) When no candidate can run on the topology; the message gives every reason.
     """
     trials = rank(collective, nbytes, topology, dtype, op, root, model, protocol, algorithms)
     if not trials or trials[0].result is None:
