@@ -134,23 +134,42 @@ def _source_rows(topo, sources):
 def _bfs_fill(sources, dist, out_ptr, edge_dst, transit):
     """Complete BFS (hop distances over relaying nodes) from each source into its row."""
     queue = np.empty(dist.shape[1], np.int64)
+    no_targets = np.zeros(dist.shape[1], np.bool_)
     for s in sources:
-        d = dist[s]
-        d[s] = 0
-        head = 0
-        tail = 1
-        queue[0] = s
-        while head < tail:
-            u = queue[head]
-            head += 1
-            if u != s and not transit[u]:
-                continue
-            for e in range(out_ptr[u], out_ptr[u + 1]):
-                v = edge_dst[e]
-                if d[v] < 0:
-                    d[v] = d[u] + 1
-                    queue[tail] = v
-                    tail += 1
+        _bfs(s, dist[s], queue, out_ptr, edge_dst, transit, no_targets, -1)
+
+
+@numba.njit(cache=True)
+def _bfs(s, dist, queue, out_ptr, edge_dst, transit, target, wanted):
+    """Breadth-first search from ``s`` over relaying nodes into ``dist`` (-1 = not reached).
+
+    With ``wanted`` >= 0 it stops once that many ``target`` nodes are reached and the layer being
+    expanded lies beyond the farthest of them. Returns how many nodes ``queue`` holds (all that
+    ``dist`` marked).
+    """
+    dist[s] = 0
+    head = 0
+    tail = 1
+    queue[0] = s
+    found = 1 if target[s] else 0
+    far = -1
+    while head < tail:
+        u = queue[head]
+        head += 1
+        if found == wanted and dist[u] >= far:
+            break
+        if u != s and not transit[u]:
+            continue
+        for e in range(out_ptr[u], out_ptr[u + 1]):
+            v = edge_dst[e]
+            if dist[v] < 0:
+                dist[v] = dist[u] + 1
+                queue[tail] = v
+                tail += 1
+                if target[v]:
+                    found += 1
+                    far = max(far, dist[v])
+    return tail
 
 
 @numba.njit(cache=True)
@@ -216,28 +235,7 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
             if not mark[dst[j]]:
                 mark[dst[j]] = True
                 wanted += 1
-        found = 1 if mark[s] else 0
-        far = -1
-        dist[s] = 0
-        head = 0
-        tail = 1
-        queue[0] = s
-        while head < tail:
-            u = queue[head]
-            head += 1
-            if found == wanted and dist[u] >= far:
-                break
-            if u != s and not transit[u]:
-                continue
-            for e in range(out_ptr[u], out_ptr[u + 1]):
-                v = edge_dst[e]
-                if dist[v] < 0:
-                    dist[v] = dist[u] + 1
-                    queue[tail] = v
-                    tail += 1
-                    if mark[v]:
-                        found += 1
-                        far = max(far, dist[v])
+        tail = _bfs(s, dist, queue, out_ptr, edge_dst, transit, mark, wanted)
         for j in range(k, kend):
             mark[dst[j]] = False
         for j in range(k, kend):
