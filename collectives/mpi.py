@@ -41,14 +41,13 @@ buffers (say a derived datatype there, a predefined one elsewhere) every rank de
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import api, dtypes, registry
+from . import api, auto, dtypes, registry
 from .executors import mpi as _executor
 
 MPI = _executor.MPI
@@ -58,7 +57,8 @@ MPI = _executor.MPI
 DEFAULT_BW_GBPS = 25.0
 DEFAULT_LAT_US = 1.0
 
-#: Algorithms used when ``algorithm="auto"`` and no ``collectives.auto.choose`` exists.
+#: Algorithms the data plane falls back to when the time plane's choice cannot run with one device per
+#: rank (an algorithm that needs the emulated topology, such as ``in_network``).
 DEFAULT_ALGORITHMS = {"allreduce": "ring", "allgather": "ring", "reduce_scatter": "ring", "alltoall": "pairwise"}
 
 #: What ``EmulatedComm._try`` returns when the call goes to the wrapped communicator instead.
@@ -106,10 +106,9 @@ class EmulatedComm:
         generic non-blocking switch, ``topologies.switch(P, bw_GBps=DEFAULT_BW_GBPS,
         lat_us=DEFAULT_LAT_US)``; pass a preset for numbers that mean something.
     algorithm : str
-        ``"auto"`` (default): ``collectives.auto.choose(collective, nbytes, topology, dtype)`` when
-        that function exists, otherwise :data:`DEFAULT_ALGORITHMS` and, for a collective not listed
-        there, its first registered algorithm. A name: used for every collective that registers it
-        (the others use the ``"auto"`` choice); ``ValueError`` if no collective registers it.
+        ``"auto"`` (default): the fastest algorithm and parameters on ``topology``
+        (:func:`collectives.auto.choose_result`). A name: used for every collective that registers
+        it (the others use the ``"auto"`` choice); ``ValueError`` if no collective registers it.
     devices_per_rank : int
         Emulated devices each rank stands for in the time plane.
 
@@ -294,32 +293,18 @@ class EmulatedComm:
                              f"{self.num_devices}")
         return topology
 
-    def _choose(self, collective: str, nbytes: int, dtype: str) -> str | None:
-        """The algorithm of a call (None if the collective has none registered)."""
-        available = registry.list_algorithms(collective)
-        if not available:
-            return None
-        if self.algorithm in available:
-            return self.algorithm
-        choose = _auto_chooser()
-        if choose is not None:
-            name = choose(collective, nbytes, self.topology, dtype)
-            if name in available:
-                return name
-        default = DEFAULT_ALGORITHMS.get(collective)
-        return default if default in available else available[0]
-
     def _plan(self, collective: str, count: int, dtype: str):
-        """(algorithm, emulated seconds) of a call, cached per (collective, nbytes, dtype)."""
+        """(algorithm, emulated seconds) of a call, cached per (collective, nbytes, dtype): the named
+        algorithm, or with ``"auto"`` the fastest algorithm and parameters on the topology."""
         spec = registry.collective(collective)
         nbytes = spec.nbytes(self.num_devices, count, dtypes.itemsize(dtype))
         key = (collective, nbytes, dtype)
         if key not in self._timing:
-            algorithm = self._choose(collective, nbytes, dtype)
-            seconds = None
-            if algorithm is not None:
-                seconds = api.simulate(collective, nbytes, self.topology, algorithm=algorithm, dtype=dtype).time_s
-            self._timing[key] = (algorithm, seconds)
+            if self.algorithm in registry.list_algorithms(collective):
+                res = api.simulate(collective, nbytes, self.topology, algorithm=self.algorithm, dtype=dtype)
+            else:
+                res = auto.choose_result(collective, nbytes, self.topology, dtype)
+            self._timing[key] = (res.algorithm, res.time_s)
         return nbytes, self._timing[key]
 
     def _try(self, collective: str, msg: _Message | None, op: str = "sum", root: int = 0):
@@ -364,17 +349,6 @@ class EmulatedComm:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _auto_chooser():
-    """``collectives.auto.choose`` if that module exists (another part of the project adds it)."""
-    try:
-        module = importlib.import_module("collectives.auto")
-    except ModuleNotFoundError as exc:
-        if exc.name != "collectives.auto":
-            raise
-        return None
-    return getattr(module, "choose", None)
-
 
 def _in_place(sendbuf) -> bool:
     return sendbuf is None or sendbuf is MPI.IN_PLACE

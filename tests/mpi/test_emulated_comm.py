@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives.mpi import DEFAULT_ALGORITHMS, EmulatedComm, MPI
+from collectives.mpi import EmulatedComm, MPI
 from topologies import switch
 
 DTYPES = {"float32": MPI.FLOAT, "float64": MPI.DOUBLE, "int32": MPI.INT, "int64": MPI.INT64_T}
@@ -260,17 +260,16 @@ def test_topology_and_devices_per_rank(comm):
         emu.close()
 
 
-def test_auto_defaults(comm, emu):
-    """``auto`` uses collectives.auto.choose when it exists, else the documented defaults."""
+def test_auto_times_the_fastest_choice(comm, emu):
+    """``auto`` times each call with collectives.auto's choice of algorithm and parameters."""
+    from collectives import auto
+
     for collective in ("allreduce", "allgather", "reduce_scatter", "alltoall"):
-        name = emu._choose(collective, 1 << 20, "float32")
-        assert name in collectives.list_algorithms(collective)
-        try:
-            from collectives import auto
-        except ImportError:
-            assert name == DEFAULT_ALGORITHMS[collective]
-        else:
-            assert name == auto.choose(collective, 1 << 20, emu.topology, "float32")
+        spec = collectives.registry.collective(collective)
+        count = (1 << 20) // 4 // (spec.nbytes(emu.num_devices, 1, 4) // 4)
+        nbytes, (name, seconds) = emu._plan(collective, count, "float32")
+        best = auto.choose_result(collective, nbytes, emu.topology, "float32")
+        assert (name, seconds) == (best.algorithm, best.time_s)
 
 
 def test_one_rank_unparseable_buffer_delegates_everywhere(comm, emu):
