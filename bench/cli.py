@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from .errors import UsageError, fail
 
@@ -47,13 +48,21 @@ def main(argv=None, prog="ccemu") -> int:
     except (UsageError, ValueError, TypeError, OSError) as exc:
         return _fail_everywhere(prog, exc)
     except KeyboardInterrupt:
-        return fail(prog, "interrupted", 130)
+        return _fail_everywhere(prog, "interrupted", 130)
+    except BaseException:
+        # A bug, not bad input: the traceback helps; under MPI the other ranks must not wait for us.
+        from . import mpi_support
+
+        if mpi_support.several_ranks():
+            traceback.print_exc()
+            mpi_support.abort_others(1)
+        raise
 
 
-def _fail_everywhere(prog, exc) -> int:
-    """Print the error once and, under MPI with several ranks, end every rank (never a hang)."""
+def _fail_everywhere(prog, exc, status=2) -> int:
+    """Print the error and, under MPI with several ranks, end every rank (never a hang)."""
     from . import mpi_support
 
-    status = fail(prog, exc)
+    fail(prog, exc, status)
     mpi_support.abort_others(status)
     return status

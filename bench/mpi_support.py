@@ -24,13 +24,20 @@ def world():
     return comm, comm.Get_rank(), comm.Get_size()
 
 
-def abort_others(status: int) -> None:
-    """After an error on this rank, end all ranks with ``status`` so none waits forever."""
+def several_ranks() -> bool:
+    """True when MPI is running with more than one rank (mpi4py already imported and initialised)."""
     if "mpi4py.MPI" not in sys.modules:
-        return
+        return False
     from mpi4py import MPI
 
-    if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+    return MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1
+
+
+def abort_others(status: int) -> None:
+    """After an error on this rank, end all ranks with ``status`` so none waits forever."""
+    if several_ranks():
+        from mpi4py import MPI
+
         sys.stderr.flush()
         sys.stdout.flush()
         time.sleep(0.2)  # let the launcher forward the error line before the job is killed

@@ -78,16 +78,24 @@ def test_failing_rank_ends_every_rank(n):
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_dying_rank_ends_every_rank(n):
-    """Rank 1 exits on the spot mid-collective (no exception, no Abort): the launcher ends the job
-    within seconds, non-zero. A process that dies says nothing itself; where the launcher names it
-    (by PID, when it was killed by a signal), the ranks' PID lines map that to rank 1."""
-    status, out, err, seconds = launch(n, ["tests/mpi/fault_raise.py", "--die"], FAULT_TIMEOUT_S)
+@pytest.mark.parametrize("how,named", [
+    (["--exit"], "rank 1: SystemExit: 3"),                                 # inside abort_on_error
+    (["--exit", "--bare"], "rank 1: exited in the middle of a collective"),  # no guard: the exit hook
+    (["--kill"], None),                                                    # a crash: the launcher
+])
+def test_dying_rank_ends_every_rank(n, how, named):
+    """Rank 1 exits (``sys.exit``) or is killed mid-collective: the job ends within seconds,
+    non-zero, naming rank 1 (itself on the way out, or the launcher by a PID that the ranks' PID
+    lines map to rank 1)."""
+    status, out, err, seconds = launch(n, ["tests/mpi/fault_raise.py", *how], FAULT_TIMEOUT_S)
     assert status != 0 and seconds < 10, (status, seconds, err)
     pids = dict(re.findall(r"rank (\d+) pid (\d+)", err))
     assert set(pids) == {str(r) for r in range(n)}
-    dead = re.search(r"PID (\d+) RUNNING AT", err + out)
-    assert dead is None or pids["1"] == dead.group(1), err + out
+    if named:
+        assert named in err, err
+    else:
+        dead = re.search(r"PID (\d+) RUNNING AT", err + out)
+        assert dead and pids["1"] == dead.group(1), err + out
 
 
 def test_benchmark_cli_under_mpiexec():

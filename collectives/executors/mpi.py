@@ -45,6 +45,7 @@ lazily to detect a launch); others take ``MPI`` from here.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -180,10 +181,29 @@ def execute(schedule: Schedule, local_buf: np.ndarray, comm, first_device: int, 
     if local_buf.shape[0] != k + hosted:  # endpoint rows start empty, as in collectives.run
         work = np.zeros((k + hosted, schedule.length), dtype=local_buf.dtype)
         work[:k] = local_buf
+    _busy.append(rank)  # see _last_words; left set when the steps raise
     for plan in _plans(schedule, k, rank):
         _run_step(plan, work, comm, op_code, fmt)
+    _busy.pop()
     if work is not local_buf:
         local_buf[...] = work[:k]
+
+
+# Ranks in the middle of a collective, for _last_words (a list: calls may nest in a thread).
+_busy: list[int] = []
+
+
+@atexit.register
+def _last_words() -> None:
+    """A process that ends in the middle of a collective (``sys.exit`` from a callback, an exception
+    nobody caught) says so on one line, naming its rank, and aborts the job: the other ranks wait
+    for its messages and would otherwise hang. A process killed by a signal cannot; the launcher
+    names it by PID then."""
+    if _busy and MPI.Is_initialized() and not MPI.Is_finalized():
+        print(f"rank {_busy[-1]}: exited in the middle of a collective", file=sys.stderr, flush=True)
+        time.sleep(ABORT_GRACE_S)
+        MPI.COMM_WORLD.Abort(1)
+        os._exit(1)
 
 
 def hosted_endpoints(schedule: Schedule, k: int, rank: int) -> int:
@@ -221,7 +241,8 @@ def _layout(schedule: Schedule, k: int):
 def abort_on_error(comm=None, status: int = 1):
     """End every rank promptly when this rank fails, instead of leaving the others blocked.
 
-    On an exception inside the block (or the decorated function) with more than one rank, print
+    On an exception inside the block (or the decorated function; ``SystemExit`` and
+    ``KeyboardInterrupt`` included) with more than one rank, print
     ``rank R: <Type>: <message>`` as one line on stderr and call ``comm.Abort(status)``, which ends
     all processes of the job (the launcher then exits non-zero); should ``Abort`` return (MPICH's
     may, until the launcher's kill arrives) the process exits at once with ``status``. With one rank
@@ -241,7 +262,7 @@ def abort_on_error(comm=None, status: int = 1):
     """
     try:
         yield
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the others must not hang
         comm = MPI.COMM_WORLD if comm is None else comm
         if comm.Get_size() <= 1:
             raise

@@ -1,17 +1,21 @@
 """A rank that fails mid-collective must not leave the others waiting (run by tests/test_mpi_launch.py).
 
-Run under ``mpiexec -n N`` (N >= 2): rank 1 raises (or, with ``--die``, exits on the spot, as a
-crashed process would) inside the executor in the middle of a ring
+Run under ``mpiexec -n N`` (N >= 2): rank 1 raises (``--raise``, the default), calls ``sys.exit``
+(``--exit``) or is killed by a signal (``--kill``, as a crash) inside the executor in the middle of a ring;
+``--bare`` leaves out the ``abort_on_error`` guard (what a program that never heard of it does)
 allreduce, after it has posted its first messages, while the other ranks wait for its next ones.
 :func:`collectives.executors.mpi.abort_on_error` prints ``rank 1: RuntimeError: ...`` and aborts
-the job, so every rank ends promptly and the launcher exits non-zero; a rank that dies is noticed
-by the launcher, which ends the others and names the rank. Not collected by pytest (no
+the job, so every rank ends promptly and the launcher exits non-zero. Without the guard, a rank that
+exits says ``rank 1: exited in the middle of a collective`` on its way out and aborts the job; a killed one is named by the
+launcher by PID, which the ``rank R pid P`` lines below map to its rank. Not collected by pytest (no
 ``test_`` prefix); importing it does nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 
 import numpy as np
@@ -27,12 +31,17 @@ def _failing_reduce(*args):
     raise RuntimeError(MESSAGE)
 
 
-def _dying_reduce(*args):
-    os._exit(3)  # the process vanishes without a word: no exception, no Abort
+def _exiting_reduce(*args):
+    sys.exit(3)  # a library deep inside gives up: SystemExit is no Exception, so no Abort
+
+
+def _killed_reduce(*args):
+    os.kill(os.getpid(), signal.SIGKILL)  # a crash: the process vanishes without a word
 
 
 def main() -> int:
-    die = "--die" in sys.argv
+    how = sys.argv[1] if len(sys.argv) > 1 else "--raise"
+    guard = contextlib.nullcontext() if "--bare" in sys.argv else None
     comm = mpi_exec.MPI.COMM_WORLD
     if comm.Get_size() < 2:
         print("fault_raise.py needs at least 2 ranks", file=sys.stderr)
@@ -40,12 +49,12 @@ def main() -> int:
     # As ccemu bench's header does: the launcher names a dead process by PID, this maps it to its rank.
     print(f"rank {comm.Get_rank()} pid {os.getpid()}", file=sys.stderr, flush=True)
     comm.Barrier()
-    with mpi_exec.abort_on_error(comm):
+    with guard or mpi_exec.abort_on_error(comm):
         data = np.ones((1, 1 << 16), np.float32)
         mpi_exec.run("allreduce", data, comm, "ring")  # one good call: the failure comes mid-job
         if comm.Get_rank() == FAILING_RANK:
             # The executor calls it after posting the step's messages.
-            kernels.reduce_chunk = _dying_reduce if die else _failing_reduce
+            kernels.reduce_chunk = {"--raise": _failing_reduce, "--exit": _exiting_reduce, "--kill": _killed_reduce}[how]
         for _ in range(3):
             mpi_exec.run("allreduce", data, comm, "ring")
     print(f"rank {comm.Get_rank()}: finished, but rank {FAILING_RANK} should have aborted the job", file=sys.stderr)
