@@ -1,14 +1,13 @@
 """A rank that fails mid-collective must not leave the others waiting (run by tests/test_mpi_launch.py).
 
-Run under ``mpiexec -n N`` (N >= 2): rank 1 raises (``--raise``, the default), calls ``sys.exit``
-(``--exit``) or is killed by a signal (``--kill``, as a crash) inside the executor in the middle of a ring;
-``--bare`` leaves out the ``abort_on_error`` guard (what a program that never heard of it does)
-allreduce, after it has posted its first messages, while the other ranks wait for its next ones.
-:func:`collectives.executors.mpi.abort_on_error` prints ``rank 1: RuntimeError: ...`` and aborts
-the job, so every rank ends promptly and the launcher exits non-zero. Without the guard, a rank that
-exits says ``rank 1: exited in the middle of a collective`` on its way out and aborts the job; a killed one is named by the
-launcher by PID, which the ``rank R pid P`` lines below map to its rank. Not collected by pytest (no
-``test_`` prefix); importing it does nothing.
+Run under ``mpiexec -n N`` (N >= 2): in the middle of a ring allreduce, after rank 1 has posted its
+first messages while the others wait for its next ones, rank 1 raises (``--raise``, the default),
+calls ``sys.exit`` (``--exit``) or is killed by a signal (``--kill``, as a crash). Inside
+:func:`collectives.executors.mpi.abort_on_error` it prints ``rank 1: RuntimeError: ...`` (or
+``SystemExit: 3``) and aborts the job; with ``--bare`` (no guard, as a program that never heard of
+it) the executor's exit hook prints ``rank 1: exited in the middle of a collective`` and aborts; a
+killed rank says nothing and the launcher ends the others. Either way every rank ends promptly and
+the launcher exits non-zero. Not collected by pytest (no ``test_`` prefix); importing it does nothing.
 """
 
 from __future__ import annotations
@@ -46,9 +45,6 @@ def main() -> int:
     if comm.Get_size() < 2:
         print("fault_raise.py needs at least 2 ranks", file=sys.stderr)
         return 2
-    # As ccemu bench's header does: the launcher names a dead process by PID, this maps it to its rank.
-    print(f"rank {comm.Get_rank()} pid {os.getpid()}", file=sys.stderr, flush=True)
-    comm.Barrier()
     with guard or mpi_exec.abort_on_error(comm):
         data = np.ones((1, 1 << 16), np.float32)
         mpi_exec.run("allreduce", data, comm, "ring")  # one good call: the failure comes mid-job
