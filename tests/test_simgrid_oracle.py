@@ -1,0 +1,78 @@
+"""The max-min solver against SimGrid's (an independent implementation), on random trees of links.
+
+Optional: needs Debian's ``python3-simgrid`` for the system interpreter (``.ci/run`` installs it
+when it can) and the reference script in ``../shared/tools``; skipped otherwise. Trees give every
+pair one path, links have random bandwidths and no latency, and each step's flows start together,
+as ``shared/tools/simgrid_flows.py`` times them.
+"""
+
+import json
+import os
+import subprocess
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from topologies import Topology, add_link
+from topologies.network import StepTimer
+from topologies.routing import route_pairs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(os.path.dirname(ROOT), "shared", "tools", "simgrid_flows.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _have_simgrid() -> bool:
+    if not (os.path.exists(SCRIPT) and os.path.exists(SYSTEM_PYTHON)):
+        return False
+    return subprocess.run([SYSTEM_PYTHON, "-c", "import simgrid"], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _have_simgrid(), reason="SimGrid (python3-simgrid) or its script not available")
+
+
+def random_tree(rng, n_devices):
+    """Devices as leaves of a random tree of switches; every link gets its own random bandwidth per direction."""
+    g = nx.DiGraph()
+    switches = [f"s{i}" for i in range(max(1, n_devices // 3))]
+    for i, s in enumerate(switches):
+        g.add_node(s, kind="switch")
+        if i:
+            parent = switches[rng.integers(0, i)]
+            add_link(g, s, parent, bw_GBps=1.0, lat_us=0.0)
+    for d in range(n_devices):
+        g.add_node(f"d{d}", kind="device", index=d)
+        add_link(g, f"d{d}", switches[rng.integers(0, len(switches))], bw_GBps=1.0, lat_us=0.0)
+    for u, v in g.edges:
+        g[u][v]["bw_GBps"] = float(rng.choice([1.0, 2.0, 5.0, 10.0, 25.0]))
+    return Topology(g, name="tree")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_step_times_equal_simgrid(seed):
+    rng = np.random.default_rng(seed)
+    topo = random_tree(rng, int(rng.integers(4, 12)))
+    P = topo.num_devices
+    timer = StepTimer(topo, protocol="simple")
+    a = topo.arrays
+    steps, ours = [], []
+    for _ in range(3):
+        n = int(rng.integers(2, 3 * P))
+        src = rng.integers(0, P, n)
+        dst = (src + rng.integers(1, P, n)) % P
+        order = np.lexsort((dst, src))
+        src, dst = src[order], dst[order]
+        keep = np.concatenate(([True], (np.diff(src) != 0) | (np.diff(dst) != 0)))  # one flow per pair
+        src, dst = src[keep], dst[keep]
+        nbytes = rng.integers(1, 100, len(src)).astype(float) * 1e6
+        ours.append(timer.time(src, dst, nbytes)[0])
+        routes = route_pairs(topo, src, dst)
+        steps.append([[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
+                      for k, (s, d, b) in enumerate(zip(src, dst, nbytes))])
+    links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
+    out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": steps}),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    ref = json.loads(out.stdout)["step_s"]
+    np.testing.assert_allclose(ours, ref, rtol=1e-9)
