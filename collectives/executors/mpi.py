@@ -536,13 +536,34 @@ def _run_step(plan, buf, comm, op, fmt) -> None:
         _reduce_in_order(plan, buf, scratch, recv_requests, op, fmt)
     else:
         _unpack_copies(plan, buf, scratch, recv_requests)
-    MPI.Request.Waitall(send_requests)
+    _wait_all(send_requests)
+
+
+# Waiting by polling and yielding the core between polls: MPI's own waits spin, and with more ranks
+# than cores (as when a laptop emulates many devices) a spinning rank holds the core its peer needs
+# to send: a 1 MiB ring allreduce on 4 ranks and 2 cores took 7.7 ms spinning, 1.7 ms yielding.
+def _wait_all(requests) -> None:
+    while not MPI.Request.Testall(requests):
+        os.sched_yield()
+
+
+def _wait_any(requests) -> int:
+    while True:
+        index, done = MPI.Request.Testany(requests)
+        if done:
+            return index
+        os.sched_yield()
+
+
+def _wait(request) -> None:
+    while not request.Test():
+        os.sched_yield()
 
 
 def _unpack_copies(plan, buf, scratch, requests) -> None:
     """Wait for each message as it comes; copy the packed ones into their destination chunks."""
     for _ in range(len(requests)):
-        index = MPI.Request.Waitany(requests)
+        index = _wait_any(requests)
         _, _, _, base, _, parts = plan.recvs[index]
         for _, ldst, doff, n, off in parts:
             buf[ldst, doff:doff + n] = scratch[base + off:base + off + n]
@@ -555,10 +576,10 @@ def _reduce_in_order(plan, buf, scratch, requests, op, fmt) -> None:
         row = buf[ldst]
         if index >= 0:
             if not done[index]:
-                requests[index].Wait()
+                _wait(requests[index])
                 done[index] = True
             base = plan.recvs[index][3]
             kernels.reduce_chunk(row, doff, scratch, base + off, n, op, fmt)
         else:
             kernels.reduce_chunk(row, doff, buf[off], soff, n, op, fmt)
-    MPI.Request.Waitall(requests)  # every message fed a transfer above: this only confirms it
+    _wait_all(requests)  # every message fed a transfer above: this only confirms it
