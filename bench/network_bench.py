@@ -23,7 +23,7 @@ def cluster(nodes):
                      nic_lat_us=1.0, fabric="fat-tree", leaf_ports=32)
 
 
-def flows(schedule_steps, P, coll):
+def flows(P, coll):
     if coll == "allreduce":
         return 2 * (P - 1) * P
     return (P - 1) * P
@@ -40,7 +40,7 @@ def run_case(coll, alg, nodes, nbytes):
     t0 = time.perf_counter()
     collectives.simulate(coll, nbytes * 2, topo, algorithm=alg)
     t_again = time.perf_counter() - t0
-    n = flows(None, P, coll)
+    n = flows(P, coll)
     print(f"{coll:9s} {alg:8s} P={P:6d}: build {t_build:6.2f} s, simulate {t_first:6.2f} s "
           f"({n / t_first:,.0f} flows/s), next size {t_again:6.2f} s; emulated {r.time_s * 1e3:9.3f} ms, "
           f"busbw {r.busbw_GBps:6.1f} GB/s")

@@ -11,7 +11,6 @@ from .collective import Collective, slot_of
 
 class AllGather(Collective):
     name = "allgather"
-    count_meaning = "elements sent per device"
 
     def busbw_factor(self, P):
         return (P - 1) / P

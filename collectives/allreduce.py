@@ -9,7 +9,6 @@ from .collective import Collective, full_mask, np_reduce
 class AllReduce(Collective):
     name = "allreduce"
     reduces = True
-    count_meaning = "elements per device"
 
     def busbw_factor(self, P):
         return 2.0 * (P - 1) / P

@@ -9,7 +9,6 @@ from .reduce_scatter import ReduceScatter
 
 class AllToAll(Collective):
     name = "alltoall"
-    count_meaning = "elements per peer"
     count_from_shape = ReduceScatter.count_from_shape
 
     def busbw_factor(self, P):

@@ -11,14 +11,11 @@ import numpy as np
 
 from .kernels import OPS
 
-ALL = "all"
 
 
 class Collective:
     name: str = ""
     reduces: bool = False  # whether ``op`` matters
-    #: nccl-tests' name of the ``count`` column's meaning, for docs.
-    count_meaning: str = ""
 
     # -- sizes ----------------------------------------------------------------------------------
     def busbw_factor(self, P: int) -> float:

@@ -11,7 +11,6 @@ from .collective import Collective, full_mask, np_reduce, slot_of
 class ReduceScatter(Collective):
     name = "reduce_scatter"
     reduces = True
-    count_meaning = "elements received per device"
 
     def busbw_factor(self, P):
         return (P - 1) / P

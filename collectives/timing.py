@@ -237,10 +237,7 @@ def _endpoint_nodes(topology, schedule) -> np.ndarray:
 
 def peak_bw_GBps(topology) -> float:
     """Per-device injection bandwidth (line rate, GB/s) of the topology: the least over devices."""
-    fn = getattr(topology, "peak_bw_GBps", None)
-    if fn is not None:
-        return fn()
-    return min(topology.injection_bw_GBps(i) for i in range(topology.num_devices))
+    return topology.peak_bw_GBps()
 
 
 def _timer(topology, model, protocol):

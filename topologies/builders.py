@@ -29,7 +29,7 @@ def add_devices(g, count, *, prefix="dev", first_index=0, **attrs):
     return nodes
 
 
-def ring(n, *, bw_GBps=25.0, lat_us=1.0, link="generic", bidirectional=True, mem_bw_GBps=None):
+def ring(n, *, bw_GBps=25.0, lat_us=1.0, link="generic", mem_bw_GBps=None):
     """``n`` devices, each linked to the next; devices relay traffic (as on a torus).
 
     >>> t = ring(5)

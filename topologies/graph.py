@@ -19,7 +19,6 @@ import networkx as nx
 import numpy as np
 
 NODE_KINDS = ("device", "switch", "nic", "cpu")
-EDGE_ATTRS = ("bw_GBps", "lat_us", "link", "lanes")
 
 
 def add_link(graph, u, v, *, bw_GBps, lat_us=0.0, link="generic", lanes=1, **extra):

@@ -37,7 +37,6 @@ PROFILES = {
               "stall_prob": 1e-4, "stall_s": 4.096e-6 * 2**20},
 }
 LINK_KEYS = ("bw_sigma", "stall_prob", "stall_s")
-DEVICE_KEYS = ("straggler_prob", "straggler_us", "straggler_alpha", "slow_prob", "slow_factor")
 DEFAULTS = {"bw_sigma": 0.0, "stall_prob": 0.0, "stall_s": 0.0, "straggler_prob": 0.0, "straggler_us": 0.0,
             "straggler_alpha": 2.0, "slow_prob": 0.0, "slow_factor": 1.0}
 
@@ -149,8 +148,7 @@ def sample_totals(topo, shapes, call_s, total_s, jitter, seed=0, iters=20) -> np
             total += repeat * red
             continue
         groups = _groups(detail, sigma_of_kind, a.link_kinds, per_kind)
-        t = step_times(rng, iters, repeat, [(n, lat, data, sg, p, s) for n, lat, data, sg, p, s in groups],
-                       n_dev, params)
+        t = step_times(rng, iters, repeat, groups, n_dev, params)
         if slow.any():
             base = max(lat + data for _, lat, data, *_ in groups)
             t = t + (stretch_slow - 1.0) * base

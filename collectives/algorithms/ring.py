@@ -28,23 +28,6 @@ from .params import resolve
 from .pipeline import check_count_param, pipeline_phases, ring_orders
 
 
-def _pairs(P):
-    src = np.arange(P, dtype=np.int64)
-    return src, (src + 1) % P
-
-
-def reduce_scatter_phase(P, name="reduce-scatter"):
-    """One ring 0 -> 1 -> ... over P chunks (chunk b ends reduced on device b)."""
-    src, dst = _pairs(P)
-    return Phase(name, src, dst, lambda k: ((src - 1 - k) % P,) * 2, reduce=True, repeat=P - 1)
-
-
-def allgather_phase(P, name="allgather"):
-    """One ring 0 -> 1 -> ... over P chunks (device b starts with chunk b)."""
-    src, dst = _pairs(P)
-    return Phase(name, src, dst, lambda k: ((src - k) % P,) * 2, reduce=False, repeat=P - 1)
-
-
 def _ring_params(collective, P, count, topology, params):
     p = resolve(collective, "ring", topology, count, params)
     return check_count_param("channels", p["channels"]), check_count_param("chunks", p["chunks"])

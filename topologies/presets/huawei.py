@@ -109,7 +109,6 @@ def atlas800t_a2(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
 # hardware.md CloudMatrix 384: 196 GB/s uni UB per die over 7 UB links -> 28 GB/s per link [E];
 # 392 GB/s per NPU (2 dies).
 UB_LINK_GBps = 28.0
-UB_LINKS_PER_DIE = 7
 # hardware.md Ascend 910C: the two dies are joined at about 540 GB/s [R]; read as both directions
 # together (270 uni), since the measured die-to-die rate is 210 GB/s uni (hardware.md CloudMatrix,
 # StrataCL) and 540 uni would mean an implausible 39% efficiency.
