@@ -1,10 +1,10 @@
 """What auto-selection picks: ``python -m bench.auto_table [--topology NAME ...] [--sizes ...]``.
 
 For every topology preset, collective and message size, prints the algorithm and parameters
-:func:`collectives.auto.choose_result` picks, the protocol regime, the emulated time and the busbw
+:func:`collectives.simulate` with ``algorithm="best"`` picks, the protocol regime, the emulated time and the busbw
 it gives, and the runner-up. A preset that cannot be built (unknown name, preset module not there
 yet) gets one line saying so instead of rows. On systems of more than
-:data:`collectives.auto.LARGE_P` devices auto times a restricted set of algorithms; the table lists
+:data:`collectives.select.LARGE_P` devices auto times a restricted set of algorithms; the table lists
 which were left out.
 """
 
@@ -45,7 +45,7 @@ def load(name: str):
 
 def table(topologies, collectives=DEFAULT_COLLECTIVES, sizes=DEFAULT_SIZES, out=sys.stdout) -> int:
     """Print the table; returns the number of topologies that could not be built."""
-    from collectives import auto
+    from collectives import simulate
 
     missing = 0
     header = f"{'topology':<16}{'P':>5}  {'collective':<11}{'size':>9}  {'algorithm':<19}{'params':<34}" \
@@ -61,7 +61,7 @@ def table(topologies, collectives=DEFAULT_COLLECTIVES, sizes=DEFAULT_SIZES, out=
         for coll in collectives:
             for size in sizes:
                 t0 = time.perf_counter()
-                trials = auto.rank(coll, size, topo)
+                trials = simulate(coll, size, topo, algorithm="best", candidates=True).candidates
                 host = time.perf_counter() - t0
                 timed = [t for t in trials if t.result is not None]
                 skipped |= {(coll, t.algorithm, t.skipped) for t in trials if t.result is None}

@@ -15,7 +15,6 @@ from .errors import UsageError, fail
 
 # Modules that add a subcommand; a module not written yet is skipped.
 COMMAND_MODULES = ("nccl_tests", "topo_cmd", "scaling_cmd", "regress_cmd", "validate_cmd")
-COLLECTIVE_COMMANDS = ("allreduce", "allgather", "reduce_scatter", "alltoall", "broadcast", "reduce")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +23,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog="ccemu") -> argparse.ArgumentParser:
+    from . import VERSION
+
     parser = _Parser(prog=prog, description="ccemu: emulate collective communication on modelled accelerator systems")
+    parser.add_argument("--version", action="version", version=f"ccemu {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
@@ -39,7 +41,9 @@ def build_parser(prog="ccemu") -> argparse.ArgumentParser:
 def main(argv=None, prog="ccemu") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # ``python -m bench allreduce ...`` and ``ccemu allreduce ...`` mean ``ccemu bench allreduce ...``.
-    if argv and argv[0] in COLLECTIVE_COMMANDS:
+    from collectives import registry
+
+    if argv and argv[0] in registry.list_collectives():
         argv = ["bench"] + argv
     try:
         parser = build_parser(prog)

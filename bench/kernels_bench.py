@@ -2,7 +2,7 @@
 
 ``python -m bench.kernels_bench`` prints:
 - the Numba reduce-into (sum) throughput beside ``np.add(a, b, out=a)`` on the same 64 MiB float32
-  arrays (GB/s counting two reads and one write, as hardware.md does), and their ratio;
+  arrays (GB/s counting two reads and one write, as docs/hardware.md does), and their ratio;
 - the local executor's ring and direct allreduce for P = 8 devices x 16 MiB beside
   ``data.sum(axis=0)`` (which computes the same sum but moves no data between devices).
 Medians of several repetitions, after a warm-up call that compiles the kernels.

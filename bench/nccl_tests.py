@@ -17,39 +17,26 @@ import time
 import numpy as np
 
 from collectives import dtypes, registry
-from collectives.api import simulate
-from collectives.kernels import OPS
+from collectives import simulate
+from collectives.timing import SELECTIONS
+from collectives.ops import OPS
+from collectives.study import parse_size, size_sweep
 
 from .errors import UsageError, write_atomic
 from .mpi_support import world
 
-VERSION = "0.1.0"
-PERF_NAMES = {"allreduce": "all_reduce_perf", "allgather": "all_gather_perf", "reduce_scatter": "reduce_scatter_perf",
-              "alltoall": "alltoall_perf", "broadcast": "broadcast_perf", "reduce": "reduce_perf"}
+from . import VERSION
+
 DEFAULT_TOPOLOGY = "atlas800t-a2"
 # Refuse in-process data runs whose buffers would not fit comfortably in this host's memory.
 MAX_LOCAL_BYTES = 6 * 2**30
 
 
-def parse_size(text: str) -> int:
-    """nccl-tests sizes: an integer with an optional K/M/G suffix (binary: 1K = 1024).
-
-    >>> parse_size("128M"), parse_size("8"), parse_size("1g")
-    (134217728, 8, 1073741824)
-    """
-    t = str(text).strip()
-    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:].upper(), 1)
-    digits = t[:-1] if mult > 1 else t
-    if not digits.isdigit():
-        raise UsageError(f"size {text!r} is not a whole number of bytes with an optional K/M/G suffix")
-    return int(digits) * mult
-
-
 def register(sub):
     p = sub.add_parser("bench", help="nccl-tests-style benchmark of one collective",
                        description="Run a collective over a size sweep and print nccl-tests' table with emulated times.")
-    p.add_argument("collective", choices=list(PERF_NAMES), metavar="COLLECTIVE",
-                   help="one of " + ", ".join(PERF_NAMES))
+    names = registry.list_collectives()
+    p.add_argument("collective", choices=names, metavar="COLLECTIVE", help="one of " + ", ".join(names))
     p.add_argument("-b", "--minbytes", default="32M", help="smallest size (default 32M)")
     p.add_argument("-e", "--maxbytes", default="32M", help="largest size (default 32M)")
     p.add_argument("-i", "--stepbytes", default="1M", help="fixed size increment (default 1M)")
@@ -57,15 +44,16 @@ def register(sub):
     p.add_argument("-n", "--iters", type=int, default=20, help="timed iterations (default 20)")
     p.add_argument("-w", "--warmup_iters", type=int, default=1, help="warm-up iterations (default 1)")
     p.add_argument("-c", "--check", type=int, default=1, help="check results (0: no, prints N/A)")
-    p.add_argument("-d", "--datatype", default="float", help="int8|uint8|int32|uint32|int64|uint64|half|float|double|bfloat16|all")
-    p.add_argument("-o", "--op", default="sum", help="sum|prod|min|max|avg|all")
+    p.add_argument("-d", "--datatype", default="float", help="|".join(dtypes.nccl_names()) + "|all")
+    p.add_argument("-o", "--op", default="sum", help="|".join(OPS) + "|all")
     p.add_argument("-r", "--root", type=int, default=0, help="root device of broadcast/reduce")
     p.add_argument("-a", "--average", type=int, default=1, choices=[0, 1, 2, 3],
                    help="host times across ranks: 0 rank 0, 1 mean, 2 min, 3 max")
     p.add_argument("-J", "--output_file", default=None, help="also write nccl-tests' JSON layout to this file")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY, help=f"preset name or topology file (default {DEFAULT_TOPOLOGY})")
     p.add_argument("--nodes", type=int, default=None, help="number of servers for a preset (default 1)")
-    p.add_argument("--algo", default="auto", help="algorithm name or auto (default auto)")
+    p.add_argument("--algo", default="auto", help="algorithm name, auto (default: the library's choice) or best "
+                                                  "(the fastest of every algorithm and parameter set)")
     p.add_argument("--model-only", action="store_true", help="emulated time only: no data, any device count, no mpirun")
     p.add_argument("--devices-per-rank", type=int, default=None, help="devices hosted by each MPI rank")
     p.add_argument("--jitter", default=None, metavar="PROFILE",
@@ -75,28 +63,12 @@ def register(sub):
     p.set_defaults(func=main)
 
 
-# Sizes beyond a pebibyte per call are typing mistakes, not what-ifs.
-MAX_SIZE = 2**50
-
-
 def sizes_from(args) -> list[int]:
-    lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
-    if hi > MAX_SIZE:
-        raise UsageError(f"-e {args.maxbytes} is larger than the largest size ccemu takes (1P = {MAX_SIZE} bytes)")
-    if lo > hi:
-        raise UsageError(f"-b {args.minbytes} is larger than -e {args.maxbytes}")
-    if args.stepfactor is not None:
-        if not (args.stepfactor > 1 and math.isfinite(args.stepfactor)):
-            raise UsageError(f"-f {args.stepfactor} must be a factor greater than 1")
-        out, s = [], lo
-        while s <= hi:
-            out.append(s)
-            s = max(s + 1, int(s * args.stepfactor))
-        return out
-    step = parse_size(args.stepbytes)
-    if step <= 0:
-        raise UsageError(f"-i {args.stepbytes} must be positive")
-    return list(range(lo, hi + 1, step)) if lo > 0 or hi > 0 else [0]
+    """The sizes of ``-b``/``-e`` with ``-f`` (factor) or ``-i`` (increment), as nccl-tests steps them."""
+    step = getattr(args, "stepbytes", None)
+    return size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), factor=args.stepfactor,
+                      step=None if step is None else parse_size(step),
+                      names=(f"-b {args.minbytes}", f"-e {args.maxbytes}", f"-f {args.stepfactor}", f"-i {step}"))
 
 
 def _choices(value, valid, what):
@@ -116,8 +88,7 @@ def main(args) -> int:
     for flag, value, least in (("-n", args.iters, 1), ("-w", args.warmup_iters, 0), ("-c", args.check, 0)):
         if value < least:
             raise UsageError(f"{flag} {value} must be >= {least}")
-    nccl_types = ["int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float", "double", "bfloat16"]
-    types = [dtypes.canonical(t) for t in _choices(args.datatype, nccl_types, "datatype")]
+    types = [dtypes.canonical(t) for t in _choices(args.datatype, dtypes.nccl_names(), "datatype")]
     ops = _choices(args.op, OPS, "op") if spec.reduces else ["sum"]
     if args.nodes is not None and args.nodes < 1:
         raise UsageError(f"--nodes {args.nodes} must be >= 1")
@@ -130,8 +101,8 @@ def main(args) -> int:
     P = topo.num_devices
     if not 0 <= args.root < P:
         raise UsageError(f"-r {args.root} is not a device of {topo.name} (0..{P - 1})")
-    if args.algo != "auto":
-        registry.builder(coll, args.algo)
+    if args.algo not in SELECTIONS:
+        registry.info(coll, args.algo)
     comm, rank, nranks = (None, 0, 1) if args.model_only else world()
     k = _devices_per_rank(args, P, nranks)
     if not args.model_only and comm is None:
@@ -181,17 +152,11 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
     size_item = dtypes.itemsize(dtype)
     count = spec.count_for_nbytes(size, P, size_item)
     nbytes = spec.nbytes(P, count, size_item)
-    if args.algo == "auto":
-        from collectives.auto import choose_result
-        sim = choose_result(spec.name, nbytes, topo, dtype, op, args.root)
-    else:
-        sim = simulate(spec.name, nbytes, topo, algorithm=args.algo, dtype=dtype, op=op, root=args.root)
-    if args.jitter:  # the chosen algorithm and parameters, disturbed over -n seeded calls
-        sim = simulate(spec.name, nbytes, topo, algorithm=sim.algorithm, dtype=dtype, op=op, root=args.root,
-                       jitter=args.jitter, seed=args.seed, iters=args.iters, **sim.params)
+    sim = simulate(spec.name, nbytes, topo, algorithm=args.algo, dtype=dtype, op=op, root=args.root,
+                   jitter=args.jitter or None, seed=args.seed, iters=args.iters)
     row = {"size": nbytes, "count": count, "type": dtypes.NCCL_NAMES.get(dtype, dtype),
            "redop": op if spec.reduces else "none",
-           "root": args.root if spec.name in ("broadcast", "reduce") else -1,
+           "root": args.root if spec.rooted else -1,
            "algorithm": sim.algorithm, "params": sim.params, "protocol": sim.protocol,
            "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps,
            "time_stats_us": {stat: v * 1e6 for stat, v in sim.time_stats().items()}}
@@ -254,37 +219,13 @@ def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algo
     repeated in-place calls do. The check runs once more on fresh input, against the expected rows
     cached in the dict ``expected``.
     """
-    from collectives import api, kernels
-    from collectives.executors import local as local_exec
+    from collectives import api
 
     devices = range(rank * k, rank * k + k)
     data = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
     bf = "bfloat16" if dtype == "bfloat16" else None
-    if comm is None:
-        job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, topology=topo, **params)
-        loaded, schedule = job.inputs, job.schedule
-
-        def execute(buf):
-            local_exec.execute(schedule, buf, job.op_code, job.fmt)
-
-        def result(buf):
-            return job.result(buf)
-    else:
-        from collectives.executors import mpi as mpi_exec
-
-        schedule = api.build_schedule(spec.name, algorithm, P, count, args.root, topology=topo, **params)
-        fmt = dtypes.kernel_format(dtype)
-        opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
-        loaded = mpi_exec.load_rows(spec, data.view(dtypes.storage(dtype)), P, count, args.root, rank * k)
-
-        def execute(buf):
-            mpi_exec.execute(schedule, buf, comm, rank * k, opc, fmt)
-
-        def result(buf):
-            out = mpi_exec.extract_rows(spec, buf, P, count, args.root, rank * k)
-            if out is not None and spec.reduces and op == "avg":
-                kernels.finish_avg(out, P, fmt)
-            return out
+    job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, comm=comm, topology=topo, **params)
+    loaded, execute, result = job.inputs, job.execute, job.result
     work = loaded.copy()
 
     def call():
@@ -352,7 +293,7 @@ class _Printer:
         mode = "model only, no data" if args.model_only else f"{nranks} rank(s) x {k} device(s)"
         self.p(f"# nccl-tests version 2.19.6 layout, ccemu {VERSION} emulated: topology {topo.name} "
                f"({P} devices), {mode}")
-        self.p(f"# Collective test starting: {PERF_NAMES[coll]}")
+        self.p(f"# Collective test starting: {registry.collective(coll).perf_name}")
         self.p(f"# nThread 1 nGpus {k} minBytes {min(sizes)} maxBytes {max(sizes)} step: {step} warmup iters: "
                f"{args.warmup_iters} iters: {args.iters} agg iters: 1 validation: {args.check} graph: 0")
         self.p("#")
@@ -391,7 +332,7 @@ class _Printer:
         self.p(f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}")
         self.p(f"# Avg bus bandwidth    : {avg_bus:g}")
         self.p("#")
-        self.p(f"# Collective test concluded: {PERF_NAMES[coll]}")
+        self.p(f"# Collective test concluded: {registry.collective(coll).perf_name}")
         self.p("")
 
 
@@ -401,7 +342,7 @@ def _json(args, coll, topo, P, rows, wrong, avg_bus):
                 "host_time": None if math.isnan(x["host_time"]) else x["host_time"]}
 
     return {
-        "config": {"collective": PERF_NAMES[coll], "minBytes": parse_size(args.minbytes),
+        "config": {"collective": registry.collective(coll).perf_name, "minBytes": parse_size(args.minbytes),
                    "maxBytes": parse_size(args.maxbytes), "stepFactor": args.stepfactor,
                    "stepBytes": parse_size(args.stepbytes), "iters": args.iters, "warmupIters": args.warmup_iters,
                    "validation": args.check, "datatype": args.datatype, "op": args.op, "root": args.root},

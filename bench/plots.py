@@ -13,7 +13,7 @@ import io
 import math
 
 from .errors import write_atomic
-from .scaling import byte_label
+from collectives.study import byte_label
 
 #: Line colours, one per system (matplotlib's tab10, fixed so a system keeps its colour across panels).
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -80,7 +80,7 @@ def plot_scaling(study, size_for_efficiency: int | None = None):
 
     Parameters
     ----------
-    study : bench.scaling.Study
+    study : collectives.study.Study
 
     Returns
     -------
@@ -132,7 +132,7 @@ def plot_compare(studies):
 
     Parameters
     ----------
-    studies : list of bench.scaling.Study
+    studies : list of collectives.study.Study
         One per collective, rows over the same systems.
 
     Returns

@@ -91,7 +91,7 @@ class Case:
         >>> Case("hgx-h20", 1, "allreduce", "ring", 2**20).key
         'hgx-h20/n1/allreduce/ring/1M'
         """
-        from .scaling import byte_label
+        from collectives.study import byte_label
         key = f"{self.preset}/n{self.nodes}/{self.collective}/{self.algorithm}/{byte_label(self.size)}"
         return key + (f"/{self.tag}" if self.tag else "")
 
@@ -268,7 +268,7 @@ def _str_list(block, key, at):
 
 
 def _size(s, at) -> int:
-    from .nccl_tests import parse_size
+    from collectives.study import parse_size
     if isinstance(s, bool):
         raise UsageError(f"{at}: size {s!r} is not a number of bytes")
     if isinstance(s, int):
@@ -276,7 +276,7 @@ def _size(s, at) -> int:
     else:
         try:
             n = parse_size(s)
-        except UsageError as exc:
+        except ValueError as exc:
             raise UsageError(f"{at}: {exc}") from None
     if n < 4 or n % 4:
         raise UsageError(f"{at}: size {s!r} is not a whole number of float32 elements (4 bytes each)")
@@ -300,7 +300,7 @@ def run_emulated(cases, model=None, progress=None) -> dict:
     from collectives.registry import AlgorithmUnavailable
     from topologies.presets import preset
 
-    from .scaling import simulate_point
+    from collectives import simulate
 
     topologies = {}
     out = {}
@@ -312,7 +312,7 @@ def run_emulated(cases, model=None, progress=None) -> dict:
         rec = {"preset": case.preset, "nodes": case.nodes, "collective": case.collective,
                "algorithm": case.algorithm, "size": case.size, "tag": case.tag, "P": topo.num_devices}
         try:
-            r = simulate_point(case.collective, case.size, topo, case.algorithm, model=merged)
+            r = simulate(case.collective, case.size, topo, algorithm=case.algorithm, model=merged)
         except AlgorithmUnavailable as exc:
             rec["unavailable"] = str(exc)
         else:
@@ -372,7 +372,7 @@ def run_host(cfg: dict) -> dict:
     kernels.reduce_into(a[:1024], b[:1024])
     kernels.reduce_into(a, b)
     np.add(a, b, out=a)
-    moved_GB = 3 * a.nbytes / 1e9           # two reads and one write, as hardware.md counts
+    moved_GB = 3 * a.nbytes / 1e9           # two reads and one write, as docs/hardware.md counts
     numba_GBps, numpy_GBps, ratio = [], [], []
     for _ in range(int(cfg["repeat"])):
         t_nb = _time(lambda: kernels.reduce_into(a, b))

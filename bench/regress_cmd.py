@@ -48,7 +48,7 @@ def register(subparsers):
 
 
 def run_handler(args) -> int:
-    from .scaling import Progress
+    from collectives.study import Progress
 
     doc = regress.read_case_file(args.cases)
     cases = regress.expand_cases(doc, where=f"case file {args.cases!r}")

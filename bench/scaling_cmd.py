@@ -1,10 +1,12 @@
 """``ccemu scaling`` (the scaling-loss study) and ``ccemu compare`` (the seed systems side by side).
 
 ``ccemu scaling allreduce --topology atlas800t-a2,hgx-h20 --devices 2,4,8`` prints one row per
-system, device count and size: time, algbw, busbw, peak, bus efficiency, scaling loss against the
-smallest device count, and the algorithm used; ``-J FILE`` writes the rows as JSON and
-``--plot FILE.png`` draws busbw against size and bus efficiency against device count. Sizes are
-per-device messages by default (see :mod:`bench.scaling` for the convention).
+system, device count and size: time, algbw, busbw, peak, bus efficiency, busbw ratio and scaling
+loss against the smallest device count, and the algorithm used; ``-J FILE`` writes the rows as JSON
+and ``--plot FILE.png`` draws busbw against size and bus efficiency against device count. Sizes are
+nccl-tests' total size S, as in ``ccemu bench``; ``--per-device`` takes them per device (see
+:mod:`collectives.study` for the convention). Both commands are thin faces of
+:mod:`collectives.study`.
 
 ``ccemu compare`` runs allreduce, allgather and alltoall on hgx-h20, hgx-h800, dgx-h100, mi308x-8,
 atlas800t-a2 and cloudmatrix384 (``--nodes 1,4`` adds the multi-node forms) over 1M..1G, nccl-tests
@@ -19,26 +21,24 @@ from __future__ import annotations
 import json
 import math
 
-from collectives.registry import COLLECTIVES
+from collectives import registry
+from collectives import study as scaling
+from collectives.study import parse_size
 
-from . import scaling
 from .errors import UsageError, write_atomic
-from .nccl_tests import parse_size
+from .nccl_tests import sizes_from
 
 
 def register(subparsers):
     p = subparsers.add_parser("scaling", help="scaling-loss study: busbw and bus efficiency as devices are added",
                               description="Emulate a collective on one or more systems over device counts and "
                                           "message sizes; report scaling loss against the smallest device count.")
-    p.add_argument("collective", choices=list(COLLECTIVES), metavar="COLLECTIVE",
-                   help="one of " + ", ".join(COLLECTIVES))
+    names = registry.list_collectives()
+    p.add_argument("collective", choices=names, metavar="COLLECTIVE", help="one of " + ", ".join(names))
     p.add_argument("--topology", default="atlas800t-a2",
                    help="comma-separated presets or topology files (default atlas800t-a2)")
     p.add_argument("--devices", default=None, help="device counts, e.g. 2,4,8: the first k devices of each system")
     p.add_argument("--nodes", default=None, help="server counts of multi-node presets, e.g. 1,2,4,8,48")
-    p.add_argument("--size-is", choices=("per-device", "total"), default="per-device",
-                   help="sizes are per-device messages (default; nbytes = P x size for allgather, reduce_scatter, "
-                        "alltoall) or nccl-tests' total size S")
     _common(p, minbytes="1K", maxbytes="1G")
     p.set_defaults(func=scaling_handler)
 
@@ -52,8 +52,6 @@ def register(subparsers):
     c.add_argument("--nodes", default=None, help="server counts, e.g. 1,4 for the one-server and 4-server forms")
     c.add_argument("--max-devices", type=int, default=scaling.MAX_DEVICES,
                    help=f"leave out system forms with more devices (default {scaling.MAX_DEVICES}; 0: no limit)")
-    c.add_argument("--size-is", choices=("per-device", "total"), default="total",
-                   help="sizes are nccl-tests' total size S (default, as ccemu bench) or per-device messages")
     _common(c, minbytes="1M", maxbytes="1G")
     c.set_defaults(func=compare_handler)
 
@@ -63,7 +61,10 @@ def _common(p, minbytes, maxbytes):
     p.add_argument("-e", "--maxbytes", default=maxbytes, help=f"largest size (default {maxbytes})")
     p.add_argument("-f", "--stepfactor", type=float, default=4.0, help="multiplicative size factor (default 4)")
     p.add_argument("--sizes", default=None, help="explicit comma-separated sizes, e.g. 1M,64M,1G (overrides -b/-e/-f)")
-    p.add_argument("--algo", default="auto", help="algorithm name, or auto: the fastest per point (default)")
+    p.add_argument("--per-device", action="store_true",
+                   help="sizes are per-device messages (nbytes = P x size for allgather, reduce_scatter, alltoall); "
+                        "default: nccl-tests' total size S, as ccemu bench")
+    p.add_argument("--algo", default="auto", help="algorithm name, auto (default: the library's choice) or best")
     p.add_argument("--model", default=None,
                    help="network-model overrides as JSON, e.g. '{\"nvlink\": {\"efficiency\": 0.75}}'")
     p.add_argument("-J", "--json", default=None, metavar="FILE", help="also write the rows as JSON to FILE")
@@ -79,21 +80,11 @@ def _common(p, minbytes, maxbytes):
 # -- argument parsing ----------------------------------------------------------------------------------
 
 def size_list(args) -> list[int]:
-    """Sizes from ``--sizes`` or from ``-b``/``-e``/``-f`` (geometric, as nccl-tests' ``-f``)."""
+    """Sizes from ``--sizes`` or from ``-b``/``-e``/``-f``, stepped as ``ccemu bench`` steps them."""
     if args.sizes:
         sizes = [parse_size(s) for s in _split(args.sizes, "--sizes")]
     else:
-        lo, hi, f = parse_size(args.minbytes), parse_size(args.maxbytes), args.stepfactor
-        if lo < 1:
-            raise UsageError(f"-b {args.minbytes}: sizes start at 1 byte")
-        if lo > hi:
-            raise UsageError(f"-b {args.minbytes} is larger than -e {args.maxbytes}")
-        if not (math.isfinite(f) and f > 1):
-            raise UsageError(f"-f {args.stepfactor} must be a factor greater than 1")
-        sizes, s = [], lo
-        while s <= hi:
-            sizes.append(int(s))
-            s = int(round(s * f))
+        sizes = sizes_from(args)
     bad = [s for s in sizes if s < 4 or s % 4]
     if bad:
         raise UsageError(f"size {bad[0]} is not a whole number of float32 elements (4 bytes each)")
@@ -156,7 +147,7 @@ def scaling_handler(args) -> int:
         total += len(vs) * len(sizes)
     progress = scaling.Progress(total, enabled=True if args.progress else None)
     study = scaling.sweep(args.collective, systems, sizes, algorithm=args.algo,
-                          per_device=args.size_is == "per-device", model=model_arg(args.model), progress=progress,
+                          per_device=args.per_device, model=model_arg(args.model), progress=progress,
                           **_jitter(args))
     _write_outputs(args, study.table(args.markdown), study.as_dict(),
                    (lambda: _plots().plot_scaling(study)) if args.plot else None)
@@ -170,7 +161,7 @@ def compare_handler(args) -> int:
     if args.max_devices < 0:
         raise UsageError(f"--max-devices {args.max_devices}: expected a number >= 0 (0: no limit)")
     comp = scaling.compare(systems, collectives, size_list(args), nodes=count_list(args.nodes, "--nodes"),
-                           algorithm=args.algo, per_device=args.size_is == "per-device",
+                           algorithm=args.algo, per_device=args.per_device,
                            max_devices=args.max_devices or None, model=model_arg(args.model),
                            progress_enabled=True if args.progress else None)
     _write_outputs(args, comp.table(args.markdown), comp.as_dict(),

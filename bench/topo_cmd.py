@@ -93,7 +93,9 @@ def summary(topo) -> str:
         lines.append(f"  what-if: {note}")
     sources = meta.get("sources") or []
     if sources:
-        lines.append("  sources:")
+        # The presets cite sections of docs/hardware.md, which ships with the repository, not the package.
+        cites_doc = any("hardware.md" in str(s) for s in sources)
+        lines.append("  sources (docs/hardware.md in the ccemu repository):" if cites_doc else "  sources:")
         lines.extend(f"    {s}" for s in sources)
     return "\n".join(lines)
 

@@ -1,10 +1,13 @@
-"""``ccemu validate``: the calibration cases, predicted against measured, with errors per data set."""
+"""``ccemu validate``: the calibration cases, predicted against measured, with errors per data set;
+``ccemu fit``: refit the model's fitted constants (``--check``: prove the committed ones are the
+fit's; ``--write``: write them into the model data file). Both are thin faces of
+:mod:`collectives.calibration`."""
 
 from __future__ import annotations
 
 import json
 
-from . import calibration
+from collectives import calibration
 from .errors import write_atomic
 
 
@@ -14,6 +17,14 @@ def register(sub):
     p.add_argument("--data", default=calibration.DATA_FILE, help="calibration data file (JSON)")
     p.add_argument("-J", "--json", default=None, help="also write the points and errors to this JSON file")
     p.set_defaults(func=main)
+
+    f = sub.add_parser("fit", help="refit the model's fitted constants on the calibration data",
+                       description="Fit the NVLink constants of the network model on the published measurements.")
+    f.add_argument("--iters", type=int, default=300, help="Nelder-Mead iterations (default 300)")
+    f.add_argument("--check", action="store_true",
+                   help="short fit from the committed constants; exit 1 if it improves on them")
+    f.add_argument("--write", action="store_true", help="write the fitted constants into the model data file")
+    f.set_defaults(func=fit_main)
 
 
 def main(args) -> int:
@@ -32,4 +43,27 @@ def main(args) -> int:
         print(f"  {name:40s}  {s['points']:6d}  {s['median'] * 100:6.1f}%  {s['max'] * 100:6.1f}%")
     if args.json:
         write_atomic(args.json, json.dumps({"points": preds, "summary": summ}, indent=2) + "\n")
+    return 0
+
+
+def fit_main(args) -> int:
+    from topologies.model import DATA_FILE
+
+    if args.iters < 1:
+        raise ValueError(f"--iters {args.iters}: expected a whole number >= 1")
+    if args.check and args.write:
+        raise ValueError("--check and --write exclude each other: check the committed constants, or replace them")
+    r = calibration.fit(iters=args.iters, short=args.check)
+    print(f"efficiency from the peak figures: {r.efficiency:.4f} (committed {r.committed_efficiency})")
+    print(f"objective (mean squared log error): committed {r.committed_objective:.6f}, fitted {r.objective:.6f}")
+    print(f"{calibration.KIND}: efficiency {r.efficiency:.4g}, " + ", ".join(f"{k} {v:.4g}" for k, v in r.costs.items()))
+    if args.write:
+        calibration.write_model(r)
+        print(f"written to {DATA_FILE}")
+    if args.check:
+        if not r.reproduces_committed:
+            print("committed constants are not the fit's: a short fit improves the objective by "
+                  f"{(1 - r.objective / r.committed_objective) * 100:.2f}% (or the efficiency differs)")
+            return 1
+        print("committed constants reproduced: a short fit improves the objective by less than 0.1%")
     return 0

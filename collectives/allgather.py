@@ -7,10 +7,13 @@ S = P x m x itemsize (the output), busbw = algbw x (P-1)/P.
 import numpy as np
 
 from .collective import Collective, slot_of
+from .registry import register_collective
 
 
 class AllGather(Collective):
     name = "allgather"
+    perf_name = "all_gather_perf"
+    per_device_blocks = True
 
     def busbw_factor(self, P):
         return (P - 1) / P
@@ -46,3 +49,6 @@ class AllGather(Collective):
         n = len(s.chunk_off)
         want = {c: (int(slot[c]) * n + c, 1 << int(slot[c])) for c in range(n)}
         return [dict(want) for _ in range(s.P)]
+
+
+register_collective(AllGather())

@@ -4,10 +4,12 @@ Input (P, n), output (P, n); nccl-tests size S = n x itemsize, busbw = algbw x 2
 """
 
 from .collective import Collective, full_mask, np_reduce
+from .registry import register_collective
 
 
 class AllReduce(Collective):
     name = "allreduce"
+    perf_name = "all_reduce_perf"
     reduces = True
 
     def busbw_factor(self, P):
@@ -33,3 +35,6 @@ class AllReduce(Collective):
 
     def final_content(self, s):
         return [{c: (c, full_mask(s.P)) for c in range(len(s.chunk_off))} for _ in range(s.P)]
+
+
+register_collective(AllReduce())

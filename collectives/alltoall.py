@@ -4,11 +4,14 @@ Input (P, P*m), output (P, P*m). The buffer holds the send blocks, then the rece
 S = P x m x itemsize (what one device sends), busbw = algbw x (P-1)/P.
 """
 from .collective import Collective
+from .registry import register_collective
 from .reduce_scatter import ReduceScatter
 
 
 class AllToAll(Collective):
     name = "alltoall"
+    perf_name = "alltoall_perf"
+    per_device_blocks = True
     count_from_shape = ReduceScatter.count_from_shape
 
     def busbw_factor(self, P):
@@ -55,3 +58,6 @@ class AllToAll(Collective):
                     raise AssertionError(f"alltoall chunk layout: receive chunk {c} has no matching send chunk")
                 out[j][c] = (i * n + src_chunk, 1 << i)
         return out
+
+
+register_collective(AllToAll())

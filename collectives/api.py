@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import dtypes, kernels, registry
+from .ops import check_op
 from .registry import build_schedule
 from .executors import local
 from .schedule import Schedule
@@ -24,7 +25,7 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
         Row d is device d's input: allreduce, broadcast, reduce (P, n); allgather (P, m);
         reduce_scatter and alltoall (P, P*m). It is never modified.
     algorithm : str
-        A name from ``collectives.algorithms(collective)``.
+        A name from ``collectives.list_algorithms(collective)``.
     op : str
         ``sum``, ``prod``, ``min``, ``max`` or ``avg`` (ignored by data-movement collectives).
     root : int
@@ -51,7 +52,7 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     """
     job = prepare(collective, data, algorithm, op, root, dtype, **params)
     buf = job.inputs.copy()
-    local.execute(job.schedule, buf, job.op_code, job.fmt)
+    job.execute(buf)
     return job.result(buf)
 
 
@@ -69,6 +70,10 @@ class Prepared:
     fmt: int
     dtype: np.dtype
 
+    def execute(self, buf: np.ndarray) -> None:
+        """Run the schedule on work buffers ``buf`` (a copy of ``inputs``) in place."""
+        local.execute(self.schedule, buf, self.op_code, self.fmt)
+
     def result(self, buf: np.ndarray) -> np.ndarray:
         s = self.schedule
         out = self.spec.extract(buf[:s.P], s.P, s.count, s.root)
@@ -78,16 +83,23 @@ class Prepared:
 
 
 def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", root: int = 0, dtype=None,
-            **params) -> Prepared:
-    """Check the arguments, build the schedule and load the work buffers (see :func:`run`)."""
+            comm=None, **params):
+    """Check the arguments, build the schedule and load the work buffers (see :func:`run`).
+
+    With ``comm`` (an mpi4py communicator), ``data`` is this rank's block of device rows and the
+    job runs across the ranks (:func:`collectives.executors.mpi.prepare`).
+    """
+    if comm is not None:
+        from .executors import mpi
+        return mpi.prepare(collective, data, comm, algorithm, op, root, dtype, **params)
     spec = registry.collective(collective)
     registry.builder(collective, algorithm)
-    dtypes.check_op(op, None)
-    data, name = _check_data(data, dtype)
+    check_op(op)
+    data, name = check_data(data, dtype)
     P = data.shape[0]
     count = spec.count_from_shape(data.shape, P)
     schedule = build_schedule(collective, algorithm, P, count, root, **params)
-    buf = spec.load(_as_storage(data, name), P, count, root)
+    buf = spec.load(as_storage(data, name), P, count, root)
     if schedule.endpoints:  # rows for switches that take part (in-network reduction)
         buf = np.concatenate([buf, np.zeros((len(schedule.endpoints), buf.shape[1]), buf.dtype)])
     opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
@@ -97,8 +109,8 @@ def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", roo
 def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None) -> np.ndarray:
     """The numpy result of ``collective`` on ``data`` (what :func:`run` must return)."""
     spec = registry.collective(collective)
-    dtypes.check_op(op, None)
-    data, name = _check_data(data, dtype)
+    check_op(op)
+    data, name = check_data(data, dtype)
     spec.count_from_shape(data.shape, data.shape[0])
     if name == "bfloat16" and spec.reduces:
         wide = (data.astype(np.uint32) << 16).view(np.float32)
@@ -116,7 +128,8 @@ def _bf16_reduce(wide: np.ndarray, op: str) -> np.ndarray:
     return acc / np.float32(wide.shape[0]) if op == "avg" else acc
 
 
-def _check_data(data, dtype):
+def check_data(data, dtype):
+    """``(data, dtype name)`` for a (devices, elements) input array; ``TypeError``/``ValueError`` otherwise."""
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy.ndarray of shape (devices, elements), got {type(data).__name__}")
     if data.ndim != 2 or data.shape[0] < 1:
@@ -129,11 +142,13 @@ def _check_data(data, dtype):
     return data, name
 
 
-def _as_storage(data, name):
+def as_storage(data, name):
+    """``data`` viewed as the kernels' storage type of dtype ``name`` (16-bit floats as uint16)."""
     st = dtypes.storage(name)
     return data.view(st) if data.dtype != st else data
 
 
 from .timing import SimResult, peak_bw_GBps, simulate  # noqa: E402  (the time plane, re-exported)
 
-__all__ = ["run", "prepare", "Prepared", "reference", "build_schedule", "simulate", "SimResult", "peak_bw_GBps"]
+__all__ = ["run", "prepare", "Prepared", "reference", "check_data", "as_storage", "build_schedule", "simulate",
+           "SimResult", "peak_bw_GBps"]

@@ -4,10 +4,13 @@ Input (P, n) (only the root's row is read), output (P, n); S = n x itemsize, bus
 """
 
 from .allreduce import AllReduce
+from .registry import register_collective
 
 
 class Broadcast(AllReduce):
     name = "broadcast"
+    perf_name = "broadcast_perf"
+    rooted = True
     reduces = False
 
     def busbw_factor(self, P):
@@ -23,3 +26,6 @@ class Broadcast(AllReduce):
 
     def final_content(self, s):
         return [{c: (c, 1 << s.root) for c in range(len(s.chunk_off))} for _ in range(s.P)]
+
+
+register_collective(Broadcast())

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import OPS
+from .ops import OPS
 
 
 
 class Collective:
     name: str = ""
     reduces: bool = False  # whether ``op`` matters
+    rooted: bool = False   # whether ``root`` matters
+    #: Whether nccl-tests' size S is P per-device blocks (allgather: each device's input;
+    #: reduce_scatter: its output; alltoall: what it sends each peer), so that at the same
+    #: per-device size S grows with P. Otherwise every device holds all S bytes.
+    per_device_blocks: bool = False
+    #: nccl-tests' binary for this collective (shown in the benchmark's header and JSON).
+    perf_name: str = ""
+
+    def nbytes_for_size(self, size: int, P: int, per_device: bool) -> int:
+        """nccl-tests' S of a call of ``size`` bytes: ``size`` itself, or per device when ``per_device``."""
+        return size * P if (per_device and self.per_device_blocks) else size
 
     # -- sizes ----------------------------------------------------------------------------------
     def busbw_factor(self, P: int) -> float:

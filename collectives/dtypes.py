@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import BF16, HALF, NATIVE, OPS
+# Element formats of the kernels: plain numeric, or 16-bit floats held as uint16 bit patterns.
+NATIVE, HALF, BF16 = 0, 1, 2
 
 # name -> (storage dtype, kernel format). bfloat16 has no numpy dtype: it is held as uint16 bits.
 DTYPES = {
@@ -17,6 +18,11 @@ DTYPES = {
 # nccl-tests spellings (-d half|float|double|...).
 ALIASES = {"half": "float16", "float": "float32", "double": "float64", "bf16": "bfloat16"}
 NCCL_NAMES = {"float16": "half", "float32": "float", "float64": "double"}
+
+
+def nccl_names() -> list[str]:
+    """Every dtype under the name nccl-tests' ``-d`` gives it, in table order."""
+    return [NCCL_NAMES.get(n, n) for n in DTYPES]
 
 
 def canonical(dtype) -> str:
@@ -49,8 +55,3 @@ def kernel_format(dtype) -> int:
 def itemsize(dtype) -> int:
     return storage(dtype).itemsize
 
-
-def check_op(op: str, dtype) -> str:
-    if op not in OPS:
-        raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
-    return op

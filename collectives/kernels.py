@@ -3,7 +3,7 @@
 Every kernel is compiled lazily on first call (``cache=True`` keeps the machine code between runs),
 so importing this module compiles nothing.
 
-Ops are small integers (:data:`OP_CODES`); ``avg`` reduces as a sum and is divided by the device
+Ops are small integers (:data:`collectives.ops.OP_CODES`); ``avg`` reduces as a sum and is divided by the device
 count once at the end (:func:`finish_avg`), as NCCL's ``ncclAvg`` does. ``float16`` and
 ``bfloat16`` are stored as ``uint16`` bit patterns, widened to float32 for the arithmetic and
 rounded back to nearest-even, which is what numpy does for ``float16``.
@@ -15,12 +15,8 @@ import numba
 import numpy as np
 from numba import prange
 
-OPS = ("sum", "prod", "min", "max", "avg")
-OP_CODES = {name: i for i, name in enumerate(OPS)}
-SUM, PROD, MIN, MAX, AVG = range(5)
-
-# Element formats of the kernels: plain numeric, or 16-bit floats held as uint16 bit patterns.
-NATIVE, HALF, BF16 = 0, 1, 2
+from .dtypes import BF16, HALF, NATIVE
+from .ops import MAX, MIN, OP_CODES, OPS, PROD, SUM  # noqa: F401  (OPS, OP_CODES: the ops table, re-exported)
 
 
 @numba.njit(cache=True, inline="always")

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import api, auto, dtypes, registry
+from . import api, dtypes, registry
 from .executors import mpi as _executor
 
 MPI = _executor.MPI
@@ -107,7 +107,7 @@ class EmulatedComm:
         lat_us=DEFAULT_LAT_US)``; pass a preset for numbers that mean something.
     algorithm : str
         ``"auto"`` (default): the fastest algorithm and parameters on ``topology``
-        (:func:`collectives.auto.choose_result`). A name: used for every collective that registers
+        (``simulate(..., algorithm="auto")``). A name: used for every collective that registers
         it (the others use the ``"auto"`` choice); ``ValueError`` if no collective registers it.
     devices_per_rank : int
         Emulated devices each rank stands for in the time plane.
@@ -300,10 +300,9 @@ class EmulatedComm:
         nbytes = spec.nbytes(self.num_devices, count, dtypes.itemsize(dtype))
         key = (collective, nbytes, dtype)
         if key not in self._timing:
-            if self.algorithm in registry.list_algorithms(collective):
-                res = api.simulate(collective, nbytes, self.topology, algorithm=self.algorithm, dtype=dtype)
-            else:
-                res = auto.choose_result(collective, nbytes, self.topology, dtype)
+            named = self.algorithm in registry.list_algorithms(collective)
+            res = api.simulate(collective, nbytes, self.topology, algorithm=self.algorithm if named else "auto",
+                               dtype=dtype)
             self._timing[key] = (res.algorithm, res.time_s)
         return nbytes, self._timing[key]
 

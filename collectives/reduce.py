@@ -4,11 +4,14 @@ Input (P, n), output (n,) (the root's result); S = n x itemsize, busbw factor 1.
 """
 
 from .collective import full_mask, np_reduce
+from .registry import register_collective
 from .allreduce import AllReduce
 
 
 class Reduce(AllReduce):
     name = "reduce"
+    perf_name = "reduce_perf"
+    rooted = True
 
     def busbw_factor(self, P):
         return 1.0
@@ -23,3 +26,6 @@ class Reduce(AllReduce):
         out = [{} for _ in range(s.P)]
         out[s.root] = {c: (c, full_mask(s.P)) for c in range(len(s.chunk_off))}
         return out
+
+
+register_collective(Reduce())

@@ -6,10 +6,13 @@ Input (P, P*m), output (P, m); S = P x m x itemsize (the input), busbw = algbw x
 import numpy as np
 
 from .collective import Collective, full_mask, np_reduce, slot_of
+from .registry import register_collective
 
 
 class ReduceScatter(Collective):
     name = "reduce_scatter"
+    perf_name = "reduce_scatter_perf"
+    per_device_blocks = True
     reduces = True
 
     def busbw_factor(self, P):
@@ -50,3 +53,6 @@ class ReduceScatter(Collective):
     def final_content(self, s):
         slot = slot_of(s, s.count)
         return [{c: (c, full_mask(s.P)) for c in range(len(s.chunk_off)) if slot[c] == d} for d in range(s.P)]
+
+
+register_collective(ReduceScatter())

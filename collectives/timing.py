@@ -1,9 +1,10 @@
 """The time plane: :func:`simulate` gives a collective call its emulated time on a topology.
 
-No data moves. The schedule's steps go to the network model (:mod:`topologies.network`), one
-synchronous step after another: a step lasts until its slowest transfer has arrived and been
-reduced. Each protocol regime is timed and the fastest kept; an instability profile then disturbs
-seeded samples of the call (:mod:`topologies.instability`).
+No data moves. The algorithm is named, or chosen (:mod:`collectives.select`); its parameters are
+tuned for the topology (:mod:`collectives.tuning`); the schedule's steps go to the network model
+(:mod:`topologies.network`), one synchronous step after another: a step lasts until its slowest
+transfer has arrived and been reduced. Each protocol regime is timed and the fastest kept; an
+instability profile then disturbs seeded samples of the call (:mod:`topologies.instability`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 from topologies.model import PROTOCOLS
 from topologies.network import StepTimer
 
-from . import dtypes, registry
+from . import dtypes, registry, select
+from .ops import check_op
 from .registry import build_schedule
-from .algorithms.params import default_params
+from .tuning import default_params
 
 
 @dataclass
@@ -45,6 +47,11 @@ class SimResult:
     time_samples_s: np.ndarray | None = field(default=None, repr=False)
     #: The algorithm's parameters the call ran with (given ones completed with the defaults).
     params: dict = field(default_factory=dict)
+    #: How the algorithm was chosen: ``"named"`` by the caller, or ``"auto"`` / ``"best"``.
+    selection: str = "named"
+    #: With ``candidates=True`` and a choice: every candidate (:class:`collectives.select.Trial`),
+    #: fastest first, then the ones not timed with the reason.
+    candidates: list | None = field(default=None, repr=False)
 
     def time_stats(self) -> dict:
         """``min``, ``median``, ``p99`` and ``max`` emulated seconds over the sampled calls."""
@@ -63,29 +70,54 @@ class SimResult:
         return {self.edges[i]: float(util[i]) for i in order}
 
     def as_dict(self) -> dict:
-        keys = ("collective", "algorithm", "topology", "P", "nbytes", "count", "dtype", "time_s", "algbw_GBps",
-                "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "steps")
+        keys = ("collective", "algorithm", "params", "selection", "topology", "P", "nbytes", "count", "dtype",
+                "time_s", "algbw_GBps", "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "steps")
         return {k: getattr(self, k) for k in keys}
 
 
-def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dtype="float32", op: str = "sum",
+#: Algorithm names that ask for a choice rather than name an algorithm.
+SELECTIONS = ("auto", "best")
+
+
+def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dtype="float32", op: str = "sum",
              root: int = 0, model: dict | None = None, protocol: str = "auto", jitter=None, seed: int = 0,
-             iters: int = 20, failure=None, **params) -> SimResult:
+             iters: int = 20, failure=None, candidates: bool = False, **params) -> SimResult:
     """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
 
     No data moves: the schedule's transfers go to the network model, so any device count works.
     ``nbytes`` is rounded down to whole elements per device as nccl-tests does; ``result.nbytes``
-    is the size actually timed. ``protocol`` is the regime (``simple``, ``ll128``, ``ll``; see
-    :mod:`topologies.model`); ``auto`` takes the fastest, as NCCL's tuner does.
+    is the size actually timed.
 
-    ``jitter`` (a profile name such as ``"noisy"``, or a dict; see :mod:`topologies.instability`)
-    disturbs ``iters`` seeded calls: ``time_samples_s`` holds their times, ``time_stats()`` their
-    min, median, p99 and max, and ``time_s`` (with algbw and busbw) is the median.
-
-    ``failure=(k, topology_after)`` changes the system from step ``k`` on (0-based): steps before
-    it run on ``topology``, the rest on ``topology_after``, e.g.
-    ``topologies.whatif.fail_link(topology, 0, 1)`` (which raises, naming the devices cut off, when
-    no path is left). Traffic then follows the new routes, and the time shows the cost.
+    Parameters
+    ----------
+    collective : str
+        A registered collective (``collectives.registry.list_collectives()``).
+    nbytes : int
+        nccl-tests' size S in bytes.
+    topology : topologies.Topology or str
+        The system, or a preset name (``topologies.presets()``).
+    algorithm : str
+        ``"auto"`` (default): the choice the system's collective library would make (for now the
+        same as ``"best"``); ``"best"``: the fastest of every algorithm and parameter set
+        (:mod:`collectives.select`); or an algorithm name (``collectives.list_algorithms(collective)``).
+        ``result.algorithm`` and ``result.params`` say what ran, ``result.selection`` how it was
+        chosen; ``candidates=True`` keeps the ranked candidates in ``result.candidates``.
+    protocol : str
+        The regime (``simple``, ``ll128``, ``ll``; see :mod:`topologies.model`); ``auto`` takes the
+        fastest, as NCCL's tuner does.
+    jitter, seed, iters
+        ``jitter`` (a profile name such as ``"noisy"``, or a dict; see :mod:`topologies.instability`)
+        disturbs ``iters`` seeded calls: ``time_samples_s`` holds their times, ``time_stats()``
+        their min, median, p99 and max, and ``time_s`` (with algbw and busbw) is the median. A
+        choice (``auto``/``best``) ranks the candidates undisturbed, then samples the pick.
+    failure : (int, topologies.Topology), optional
+        ``(k, topology_after)`` changes the system from step ``k`` on (0-based): steps before it run
+        on ``topology``, the rest on ``topology_after``, e.g.
+        ``topologies.whatif.fail_link(topology, 0, 1)`` (which raises, naming the devices cut off,
+        when no path is left). Traffic then follows the new routes, and the time shows the cost.
+    **params
+        Algorithm parameters (``channels``, ``chunks``, ``intra``, ...). With a choice, they are
+        imposed on every candidate that takes them, and candidates that do not are left out.
 
     Examples
     --------
@@ -93,35 +125,71 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
     2(P-1) steps of (1 us + 2 MB / 10 GB/s) = 6 x 201 us.
 
     >>> from topologies import ring
-    >>> r = simulate("allreduce", 8_000_000, ring(4, bw_GBps=10.0, lat_us=1.0))
+    >>> r = simulate("allreduce", 8_000_000, ring(4, bw_GBps=10.0, lat_us=1.0), algorithm="ring")
     >>> round(r.time_s * 1e6, 6), round(r.busbw_GBps, 3)
     (1206.0, 9.95)
+    >>> r = simulate("allreduce", 8_000_000, ring(4, bw_GBps=10.0, lat_us=1.0))
+    >>> r.selection, r.algorithm
+    ('auto', 'ring')
     """
-    from topologies import Topology
-
-    if not isinstance(topology, Topology):
-        raise TypeError(f"topology must be a topologies.Topology, got {type(topology).__name__}")
+    topology = _as_topology(topology)
     spec = registry.collective(collective)
-    dtypes.check_op(op, dtype)
+    check_op(op)
     name = dtypes.canonical(dtype)
     size = dtypes.itemsize(name)
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
         raise ValueError(f"nbytes={nbytes!r}; expected an integer >= 0")
     if nbytes % size:
         raise ValueError(f"nbytes={nbytes} is not a multiple of the {name} element size ({size} bytes)")
-    P = topology.num_devices
-    count = spec.count_for_nbytes(int(nbytes), P, size)
-    params = {**default_params(collective, algorithm, topology, int(nbytes)),
-              **{k: v for k, v in params.items() if v is not None}}
-    schedule = build_schedule(collective, algorithm, P, count, root, topology=topology, **params)
+    registry.check_root(root, topology.num_devices)
     if protocol != "auto" and protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected auto or one of {', '.join(PROTOCOLS)}")
+    if failure is not None:
+        failure = _check_failure(failure, topology)
+    given = {k: v for k, v in params.items() if v is not None}
+    one = dict(spec=spec, nbytes=int(nbytes), topology=topology, dtype=name, itemsize=size, root=root,
+               model=model, protocol=protocol, failure=failure)
+    if algorithm not in SELECTIONS:
+        if algorithm not in registry.list_algorithms(collective):
+            raise ValueError(f"unknown algorithm {algorithm!r} for {collective}; expected "
+                             f"{', '.join(SELECTIONS)} or one of {', '.join(registry.list_algorithms(collective))}")
+        return _simulate_one(algorithm, given, jitter=jitter, seed=seed, iters=iters, **one)
+    trials = select.rank(collective, int(nbytes), topology, lambda a, p: _simulate_one(a, p, **one), given, size)
+    if not trials or trials[0].result is None:
+        raise select.unavailable(collective, topology, trials)
+    pick = trials[0]
+    res = pick.result if jitter is None else _simulate_one(pick.algorithm, pick.params, jitter=jitter, seed=seed,
+                                                           iters=iters, **one)
+    res.selection = algorithm
+    res.candidates = trials if candidates else None
+    return res
+
+
+def _as_topology(topology):
+    from topologies import Topology
+
+    if isinstance(topology, str):
+        from topologies.presets import preset
+        return preset(topology)
+    if not isinstance(topology, Topology):
+        raise TypeError(f"topology must be a topologies.Topology or a preset name, got {type(topology).__name__}")
+    return topology
+
+
+def _simulate_one(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, root, model, protocol, failure,
+                  jitter=None, seed=0, iters=20) -> SimResult:
+    """Time one algorithm with parameters ``given`` completed by the tuned defaults."""
+    collective = spec.name
+    P = topology.num_devices
+    count = spec.count_for_nbytes(nbytes, P, itemsize)
+    params = {**default_params(collective, algorithm, topology, nbytes), **given}
+    schedule = build_schedule(collective, algorithm, P, count, root, topology=topology, **params)
     protos = PROTOCOLS if protocol == "auto" else (protocol,)
     segments = []
     if failure is not None:
-        first, after = _check_failure(failure, topology)
+        first, after = failure
         segments.append((first, after, [_timer(after, model, p) for p in protos]))
-    timed = _time_schedule(schedule, spec, topology, [_timer(topology, model, p) for p in protos], size,
+    timed = _time_schedule(schedule, spec, topology, [_timer(topology, model, p) for p in protos], itemsize,
                            keep_shapes=jitter is not None, segments=segments)
     best = min(range(len(protos)), key=lambda i: timed[i].total)  # ties keep the earlier regime (simple)
     proto, run = protos[best], timed[best]
@@ -131,11 +199,11 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "ring", dt
         from topologies import instability
         samples = instability.sample_totals(topology, run.shapes, run.call_s, total, jitter, seed, iters)
         total = float(np.median(samples))
-    actual = spec.nbytes(P, count, size)
+    actual = spec.nbytes(P, count, itemsize)
     algbw = actual / total / 1e9 if total > 0 else 0.0
     busbw = algbw * spec.busbw_factor(P)
     peak = peak_bw_GBps(topology)
-    return SimResult(collective, algorithm, topology.name, P, actual, count, name, total, algbw, busbw, peak,
+    return SimResult(collective, algorithm, topology.name, P, actual, count, dtype, total, algbw, busbw, peak,
                      busbw / peak if peak > 0 else math.nan, run.steps, run.link_bytes, topology.arrays.edges,
                      run.capacity_Bps, proto, samples, params)
 

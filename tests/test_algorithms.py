@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives import auto, registry
-from collectives.algorithms.params import default_params
+from collectives import registry
+from collectives.tuning import default_params
 from collectives.algorithms.tree import double_tree, depths
 from collectives.api import build_schedule
 from collectives.kernels import OPS
@@ -289,7 +289,7 @@ BIG = 256 << 20
 def test_full_mesh_auto_uses_all_links_and_one_ring_uses_one():
     topo = full_mesh(8, bw_GBps=28.0, link="hccs")
     link = 28.0 * 0.8                          # hccs efficiency
-    best = auto.choose_result("allreduce", BIG, topo)
+    best = collectives.simulate("allreduce", BIG, topo, algorithm="best")
     assert best.busbw_GBps >= 0.9 * 7 * link
     one = collectives.simulate("allreduce", BIG, topo, algorithm="ring", channels=1)
     assert 0.9 * link <= one.busbw_GBps <= link * (1 + 1e-9)
@@ -300,16 +300,16 @@ def test_full_mesh_auto_uses_all_links_and_one_ring_uses_one():
 
 
 def test_busbw_flat_on_a_switch_and_growing_on_a_mesh():
-    on_switch = [auto.choose_result("allreduce", BIG, switch(P, bw_GBps=450.0)).busbw_GBps for P in range(2, 9)]
+    on_switch = [collectives.simulate("allreduce", BIG, switch(P, bw_GBps=450.0), algorithm="best").busbw_GBps for P in range(2, 9)]
     assert max(on_switch) <= 1.02 * min(on_switch) and min(on_switch) >= 0.95 * 450.0
-    on_mesh = [auto.choose_result("allreduce", BIG, full_mesh(P, bw_GBps=450.0)).busbw_GBps for P in range(2, 9)]
+    on_mesh = [collectives.simulate("allreduce", BIG, full_mesh(P, bw_GBps=450.0), algorithm="best").busbw_GBps for P in range(2, 9)]
     assert all(b > a * 1.1 for a, b in zip(on_mesh, on_mesh[1:]))
     assert on_mesh[-1] >= 0.95 * 7 * 450.0
 
 
 def test_in_network_beats_rings_on_a_reducing_switch():
     topo = switch(8, bw_GBps=450.0, link="nvlink", reduce=True)
-    best = auto.choose_result("allreduce", BIG, topo)
+    best = collectives.simulate("allreduce", BIG, topo, algorithm="best")
     ring = collectives.simulate("allreduce", BIG, topo, algorithm="ring")
     assert best.algorithm == "in_network" and best.params["chunks"] > 1
     assert best.busbw_GBps > 1.5 * ring.busbw_GBps
@@ -363,12 +363,12 @@ def test_simulate_reports_the_params_it_ran_with():
 
 def test_auto_reports_algorithm_and_params_and_ranks_candidates():
     topo = switch(8, bw_GBps=100.0, reduce=True)
-    trials = auto.rank("allreduce", BIG, topo)
+    trials = collectives.simulate("allreduce", BIG, topo, algorithm="best", candidates=True).candidates
     timed = [t.result.time_s for t in trials if t.result is not None]
     assert timed == sorted(timed) and len(timed) > len(registry.list_algorithms("allreduce"))
-    best = auto.choose_result("allreduce", BIG, topo)
+    best = collectives.simulate("allreduce", BIG, topo, algorithm="best")
     assert best.algorithm == trials[0].algorithm and best.params == trials[0].params
-    assert auto.choose("allreduce", BIG, topo) == best.algorithm
+    assert collectives.simulate("allreduce", BIG, topo).algorithm == best.algorithm  # auto is best for now
 
 
 # -- bad input ---------------------------------------------------------------------------------------
@@ -390,9 +390,9 @@ def test_unavailable_algorithms_say_why_and_auto_skips_them():
         build_schedule("allgather", "hierarchical", 5, 4, topology=Topology(uneven))
     for coll in ("allreduce", "allgather", "reduce_scatter", "alltoall"):
         for nbytes in (1 << 10, BIG):
-            best = auto.choose_result(coll, nbytes, mesh)
+            best = collectives.simulate(coll, nbytes, mesh, algorithm="best")
             assert best.algorithm not in NEEDS_TOPOLOGY
-    skipped = {t.algorithm: t.skipped for t in auto.rank("allreduce", 1 << 20, mesh) if t.result is None}
+    skipped = {t.algorithm: t.skipped for t in collectives.simulate("allreduce", 1 << 20, mesh, algorithm="best", candidates=True).candidates if t.result is None}
     assert "reducing switch" in skipped["in_network"] and "'node'" in skipped["hierarchical"]
 
 

@@ -3,7 +3,7 @@ reproducibility."""
 
 import pytest
 
-from bench import calibration, fit_model
+from collectives import calibration
 from bench.cli import main
 
 
@@ -27,8 +27,33 @@ def test_peak_figures_within_5_percent(summary, name):
 
 
 def test_fit_reproduces_the_committed_constants(capsys):
-    assert fit_model.main(["--check"]) == 0
+    assert main(["fit", "--check"]) == 0
     assert "committed constants reproduced" in capsys.readouterr().out
+
+
+def test_model_data_file_is_self_consistent():
+    # Every derived entry is its source's value times its factor, and every entry has a provenance.
+    import copy
+
+    from topologies import model
+    doc = model.load_data()
+    assert calibration.derive(copy.deepcopy(doc)) == doc
+    for kind, params in doc["link_kinds"].items():
+        for name, entry in params.items():
+            assert entry["provenance"].strip(), (kind, name)
+
+
+def test_fit_write_writes_the_data_file(tmp_path, monkeypatch):
+    import json
+
+    from topologies import model
+    target = tmp_path / "model.json"
+    target.write_text(open(model.DATA_FILE).read())
+    r = calibration.FitResult(0.5, 0.79, {k: 1.0 for k in calibration.NAMES}, 1.0, 1.0)
+    calibration.write_model(r, str(target))
+    doc = json.loads(target.read_text())
+    assert doc["link_kinds"]["nvlink"]["efficiency"]["value"] == 0.5
+    assert doc["link_kinds"]["hccs"]["msg_us"]["value"] == 2.0  # derived: twice NVLink's
 
 
 def test_validate_command_prints_every_point(capsys, tmp_path):

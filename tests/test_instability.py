@@ -45,12 +45,12 @@ def test_lossy_stalls_show_at_the_configured_rate():
 
 
 def test_stragglers_and_bandwidth_jitter_slow_the_median(h20):
-    plain = collectives.simulate("allgather", 64 << 20, h20).time_s
-    bw = collectives.simulate("allgather", 64 << 20, h20, jitter={"bw_sigma": 0.1}, iters=200).time_s
-    late = collectives.simulate("allgather", 64 << 20, h20, jitter={"straggler_prob": 0.5, "straggler_us": 10.0},
+    plain = collectives.simulate("allgather", 64 << 20, h20, algorithm="ring").time_s
+    bw = collectives.simulate("allgather", 64 << 20, h20, algorithm="ring", jitter={"bw_sigma": 0.1}, iters=200).time_s
+    late = collectives.simulate("allgather", 64 << 20, h20, algorithm="ring", jitter={"straggler_prob": 0.5, "straggler_us": 10.0},
                                 iters=200).time_s
     assert bw > plain * 1.05 and late > plain + 7 * 5e-6
-    slow = collectives.simulate("allgather", 64 << 20, h20, jitter={"slow_prob": 1.0, "slow_factor": 0.5}, iters=5)
+    slow = collectives.simulate("allgather", 64 << 20, h20, algorithm="ring", jitter={"slow_prob": 1.0, "slow_factor": 0.5}, iters=5)
     assert slow.time_s == pytest.approx(2 * plain, rel=0.05)
 
 

@@ -6,6 +6,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from topologies.whatif import set_model
+
 import collectives
 from topologies import Topology, add_link, full_mesh, ring, switch, two_level
 from topologies.network import simulate_transfers
@@ -135,12 +137,12 @@ def test_busbw_tends_to_link_bandwidth_times_efficiency(topo, alg, coll, bw):
 
 def test_model_overrides_per_topology_and_per_call():
     t = ring(4, bw_GBps=10.0, lat_us=0.0)
-    kw = dict(channels=1, protocol="simple")
+    kw = dict(algorithm="ring", channels=1, protocol="simple")
     base = collectives.simulate("allreduce", 4 * 2**20, t, **kw).time_s
     half = collectives.simulate("allreduce", 4 * 2**20, t, model={"generic": {"efficiency": 0.5}}, **kw).time_s
     assert close(half, 2 * base)
-    t.model["generic"] = {"efficiency": 0.5}
-    assert close(collectives.simulate("allreduce", 4 * 2**20, t.copy(), **kw).time_s, half)
+    assert close(collectives.simulate("allreduce", 4 * 2**20, set_model(t, {"generic": {"efficiency": 0.5}}),
+                                      **kw).time_s, half)
 
 
 def test_protocol_regimes():
@@ -158,8 +160,10 @@ def test_protocol_regimes():
 
 def test_reduction_cost_uses_device_memory_bandwidth():
     # Streaming reduction: a step lasts max(network, bytes / (mem_bw / 3)).
-    fast = collectives.simulate("reduce_scatter", 8 * 2**20, ring(4, bw_GBps=10.0, lat_us=0.0))
-    slow_mem = collectives.simulate("reduce_scatter", 8 * 2**20, ring(4, bw_GBps=10.0, lat_us=0.0, mem_bw_GBps=6.0))
+    fast = collectives.simulate("reduce_scatter", 8 * 2**20, ring(4, bw_GBps=10.0, lat_us=0.0), algorithm="ring",
+                                channels=1)
+    slow_mem = collectives.simulate("reduce_scatter", 8 * 2**20, ring(4, bw_GBps=10.0, lat_us=0.0, mem_bw_GBps=6.0),
+                                    algorithm="ring", channels=1)
     chunk = 2 * 2**20
     assert close(fast.time_s, 3 * chunk / 10e9)
     assert close(slow_mem.time_s, 3 * chunk / 2e9)
@@ -176,7 +180,7 @@ def test_results_are_deterministic_bit_for_bit():
 
 
 def test_result_fields():
-    r = collectives.simulate("allreduce", 2**20, switch(4, bw_GBps=100.0))
+    r = collectives.simulate("allreduce", 2**20, switch(4, bw_GBps=100.0), algorithm="ring")
     assert r.P == 4 and r.nbytes == 2**20 and r.peak_GBps == 100.0
     assert close(r.busbw_GBps, r.algbw_GBps * 1.5) and close(r.bus_efficiency, r.busbw_GBps / 100.0)
     assert sum(s["repeat"] for s in r.steps) == 6

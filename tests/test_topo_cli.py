@@ -40,7 +40,8 @@ def test_show_preset(capsys):
     hccs = next(line.split() for line in out.splitlines() if line.strip().startswith("hccs"))
     assert hccs == ["hccs", "28", "1", "28", "0.6"]             # 28 links, 1 lane, 28 GB/s, 0.6 us
     assert "peak per device       196.0 GB/s" in out
-    assert "hardware.md: Huawei Ascend, Ascend 910B" in out
+    assert "sources (docs/hardware.md in the ccemu repository):" in out
+    assert "docs/hardware.md#huawei-ascend-910b: Ascend 910B" in out
 
 
 def test_show_nvls_and_nodes(capsys):

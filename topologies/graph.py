@@ -8,6 +8,13 @@ Nodes carry ``kind`` (one of :data:`NODE_KINDS`). Device nodes also carry ``inde
 Each link is two directed edges, one per direction, each with ``bw_GBps`` (per direction, all lanes
 together; GB = 1e9 bytes as in nccl-tests), ``lat_us`` (per hop), ``link`` (its kind, e.g.
 ``"nvlink"``) and ``lanes`` (parallel physical links it stands for).
+
+A ``Topology`` is a value: it is sealed when built, so that the routes, timers and tuned
+parameters cached on it can never go stale. Its ``graph`` and ``model`` are read-only (an edit
+raises :class:`ReadOnlyTopologyError` naming the what-if to use); what-ifs
+(:mod:`topologies.whatif`) and builders return new topologies, and ``t.graph.copy()`` is a plain,
+editable ``networkx.DiGraph`` to build one from. (A version counter could not see in-place edits
+of networkx's attribute dicts without hashing the graph on every call.)
 """
 
 from __future__ import annotations
@@ -37,14 +44,98 @@ def add_link(graph, u, v, *, bw_GBps, lat_us=0.0, link="generic", lanes=1, **ext
     graph.add_edge(v, u, **dict(attrs))
 
 
+class ReadOnlyTopologyError(TypeError):
+    """An edit of a sealed topology's graph or model."""
+
+
+_HOW_TO_EDIT = ("use a what-if that returns a new topology (topologies.whatif.set_model for model overrides; "
+                "scale_links, fail_link, fail_node, take_devices for links and nodes), or edit t.graph.copy() "
+                "and build Topology(...) from it")
+
+
+def _read_only(*args, **kwargs):
+    raise ReadOnlyTopologyError(f"a Topology is read-only, so that its cached routes and timings stay valid: "
+                                f"{_HOW_TO_EDIT}")
+
+
+class _Attrs(dict):
+    """An attribute dict of a sealed graph: any edit raises :class:`ReadOnlyTopologyError`."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    update = pop = popitem = setdefault = clear = _read_only
+
+    def __copy__(self):
+        return _thaw(self)
+
+    def __deepcopy__(self, memo):
+        return _thaw(self)
+
+    def __reduce__(self):
+        return (dict, (_thaw(self),))
+
+
+def _thaw(value):
+    """A plain, editable copy of an attribute value (nested dicts included)."""
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        out = _Attrs()
+        dict.update(out, {k: _freeze(v) for k, v in value.items()})
+        return out
+    return value
+
+
+class SealedDiGraph(nx.DiGraph):
+    """The read-only ``networkx.DiGraph`` of a :class:`Topology`: every reading networkx function
+    works on it; an edit raises :class:`ReadOnlyTopologyError`; ``copy()`` is a plain ``DiGraph``."""
+
+    add_node = add_nodes_from = remove_node = remove_nodes_from = _read_only
+    add_edge = add_edges_from = add_weighted_edges_from = remove_edge = remove_edges_from = _read_only
+    update = clear = clear_edges = _read_only
+
+    @classmethod
+    def seal(cls, graph: nx.DiGraph) -> "SealedDiGraph":
+        """A sealed copy of ``graph`` (its attribute dicts frozen, nested dicts included)."""
+        g = cls.__new__(cls)
+        nx.DiGraph.__init__(g)
+        nx.DiGraph.add_nodes_from(g, graph.nodes(data=True))
+        nx.DiGraph.add_edges_from(g, graph.edges(data=True))
+        g.graph = _freeze(dict(graph.graph))
+        for n, d in g._node.items():
+            g._node[n] = _freeze(d)
+        for u, nbrs in g._succ.items():
+            for v, d in nbrs.items():
+                nbrs[v] = g._pred[v][u] = _freeze(d)  # one dict per edge, seen from both ends
+        return g
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def copy(self, as_view=False):
+        if as_view:
+            return nx.graphviews.generic_graph_view(self)
+        g = nx.DiGraph()
+        g.graph.update(_thaw(self.graph))
+        g.add_nodes_from((n, _thaw(d)) for n, d in self.nodes(data=True))
+        g.add_edges_from((u, v, _thaw(d)) for u, v, d in self.edges(data=True))
+        return g
+
+
 class Topology:
-    """A validated hardware graph.
+    """A validated, read-only hardware graph.
 
     Parameters
     ----------
     graph : networkx.DiGraph
         Nodes and edges with the attributes described in the module docstring. The topology keeps
-        its own copy, so later edits to ``graph`` do not reach it.
+        its own sealed copy (see the module docstring), so later edits to ``graph`` do not reach it.
     name : str, optional
         Shown in tables; defaults to ``graph.graph["name"]`` or ``"custom"``.
 
@@ -61,17 +152,33 @@ class Topology:
     >>> t = ring(4, bw_GBps=50.0, lat_us=1.0)
     >>> t.num_devices, t.name
     (4, 'ring4')
+    >>> a, b = t.devices[:2]
+    >>> t.graph.edges[a, b]["bw_GBps"] = 25.0
+    Traceback (most recent call last):
+    ...
+    topologies.graph.ReadOnlyTopologyError: a Topology is read-only, ...
     """
 
     def __init__(self, graph: nx.DiGraph, name: str | None = None):
         if not isinstance(graph, nx.DiGraph):
             raise TypeError(f"Topology needs a networkx.DiGraph, got {type(graph).__name__}")
-        self.graph = graph.copy()
-        self.name = name or self.graph.graph.get("name") or "custom"
-        self.graph.graph["name"] = self.name
-        self._devices = _validate_nodes(self.graph)
-        _validate_edges(self.graph)
-        _validate_reachability(self.graph, self._devices)
+        g = graph.copy()
+        name = name or g.graph.get("name") or "custom"
+        g.graph["name"] = name
+        devices = _validate_nodes(g)
+        _validate_edges(g)
+        _validate_reachability(g, devices)
+        self.__dict__["_devices"] = devices
+        self.__dict__["graph"] = SealedDiGraph.seal(g)
+        self.__dict__["name"] = name
+
+    def __setattr__(self, key, value):
+        if key in ("graph", "name", "_devices"):
+            _read_only()
+        object.__setattr__(self, key, value)
+
+    def __reduce__(self):  # pickled as its plain graph; the caches are rebuilt where it lands
+        return (Topology, (self.graph.copy(), self.name))
 
     # -- basic views ---------------------------------------------------------------------------
     @property
@@ -95,10 +202,12 @@ class Topology:
 
     @property
     def model(self) -> dict:
-        """Per-link-kind overrides of the network model's parameters stored with the topology."""
-        return self.graph.graph.setdefault("model", {})
+        """Per-link-kind overrides of the network model's parameters stored with the topology
+        (read-only; :func:`topologies.whatif.set_model` returns a topology with others)."""
+        return self.graph.graph.get("model", _EMPTY)
 
     def copy(self, name: str | None = None) -> "Topology":
+        """The same system under another name (topologies are values: there is nothing else to copy)."""
         return Topology(self.graph, name=name or self.name)
 
     def __repr__(self):
@@ -119,6 +228,9 @@ class Topology:
     @cached_property
     def arrays(self) -> "TopologyArrays":
         return TopologyArrays(self)
+
+
+_EMPTY = _Attrs()
 
 
 class TopologyArrays:

@@ -7,7 +7,7 @@ every step of every sampled iteration is disturbed on top of that:
   ``E`` exponential with mean 1, drawn per flow; a step waits for its slowest flow.
 - **retransmit stalls** (per link kind): each message stalls with probability ``stall_prob`` for
   ``stall_s`` seconds (RDMA's retransmit timeout; HCCL's default is 4.096 us x 2^20, about 4.3 s,
-  hardware.md: HCCL defaults).
+  docs/hardware.md#hccl: HCCL defaults).
 - **stragglers** (per device): in each step a device is late with probability ``straggler_prob`` by
   a Pareto-distributed delay (scale ``straggler_us``, tail index ``straggler_alpha``), the "fast/slow
   card" waits HCCL users see counted inside a collective.

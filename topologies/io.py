@@ -7,7 +7,7 @@
   attribute whose type differs between elements is stored that way too; non-string node ids are kept
   in ``__id_json``. :func:`load_graphml` undoes all of it.
 - NCCL XML (``NCCL_TOPO_DUMP_FILE``): GPUs become devices, NVLinks direct links or links to NVSwitch
-  nodes, PCIe bridges switches, NICs NIC nodes, with NCCL's own per-link bandwidths (hardware.md).
+  nodes, PCIe bridges switches, NICs NIC nodes, with NCCL's own per-link bandwidths (docs/hardware.md#nccl-model).
 
 Every reader refuses XML with a DOCTYPE or ENTITY declaration (entity expansion) and turns
 malformed or truncated input into a ``ValueError`` naming the line or element.
@@ -187,8 +187,8 @@ def _from_json_id(text):
 
 # -- NCCL topology XML -----------------------------------------------------------------------------
 
-# hardware.md "NCCL's own model of a link" (NVIDIA/nccl src/graph/topo.h): GB/s per direction per NVLink.
-# SM60 (18.0) and SM86 (12.0) also exist in NCCL but are not in hardware.md; they fall to the SM70/80 value.
+# docs/hardware.md#nccl-model "NCCL's own model of a link" (NVIDIA/nccl src/graph/topo.h): GB/s per direction per NVLink.
+# SM60 (18.0) and SM86 (12.0) also exist in NCCL but are not in docs/hardware.md; they fall to the SM70/80 value.
 def _nvlink_GBps(sm: int) -> float:
     if sm >= 100:
         return 40.1
@@ -198,10 +198,10 @@ def _nvlink_GBps(sm: int) -> float:
 
 
 # NCCL's per-lane PCIe figures (topo.h): bw = value x width / 80 GB/s, so Gen4 x16 = 24 and Gen5 x16 = 48
-# as in hardware.md; Gen1-3 and Gen6 follow the same table [E].
+# as in docs/hardware.md#pcie; Gen1-3 and Gen6 follow the same table [E].
 _PCIE_PER_LANE = {2.5: 15.0, 5.0: 30.0, 8.0: 60.0, 16.0: 120.0, 32.0: 240.0, 64.0: 480.0}
 _PCIE_DEFAULT_GBps = 12.0   # NCCL's PCI_BW (Gen3 x16) when the speed is missing or unknown (estimate)
-# NCCL inter-CPU figures (topo.h, not in hardware.md: estimate): AMD 16, Intel SKL 10, POWER9 32, ARM 6.
+# NCCL inter-CPU figures (topo.h, not in docs/hardware.md: estimate): AMD 16, Intel SKL 10, POWER9 32, ARM 6.
 _CPU_LINK_GBps = {"AuthenticAMD": 16.0, "GenuineIntel": 10.0, "ppc64": 32.0, "arm64": 6.0, "aarch64": 6.0}
 _NVSWITCH_CLASS = "0x068000"
 # Latencies, estimates as in the presets: NVLink GPU->switch 0.3 us (half of NCCL's 0.6 us per hop),
@@ -290,8 +290,12 @@ class _NcclImport:
                 add_link(self.g, a, b, bw_GBps=bw, lat_us=_PCIE_LAT_US, link="socket")
         self._nvlinks(gpus)
         self.g.graph["description"] = f"imported from NCCL topology dump {os.path.basename(str(self.path))}"
-        self.g.graph["sources"] = ["hardware.md: NCCL's own model of a link (NVIDIA/nccl src/graph/topo.h)"]
-        self.g.graph["model"] = {"socket": {"efficiency": 0.8, "msg_us": 1.0}}   # estimate: as pcie
+        self.g.graph["sources"] = ["docs/hardware.md#nccl-model: NCCL's own model of a link (NVIDIA/nccl src/graph/topo.h)"]
+        # Estimate: pcie's efficiency (0.8) with a Simple message cost of 1 us (pcie's is 17.6); "socket" has
+        # no entry in topologies/model.py's LINK_DEFAULTS, so its other costs stay at generic's 0. A
+        # GPU-to-GPU path through the sockets also crosses pcie links and pays the largest message cost on
+        # its path, i.e. pcie's.
+        self.g.graph["model"] = {"socket": {"efficiency": 0.8, "msg_us": 1.0}}
         try:
             return Topology(self.g)
         except ValueError as exc:
@@ -376,7 +380,7 @@ class _NcclImport:
             speed_Mbps = self.int_attr(net, "speed")
             if speed_Mbps <= 0:
                 self.fail(net, f"speed={speed_Mbps} Mb/s; expected > 0")
-            bw = speed_Mbps / 8000.0        # hardware.md: NIC speed(Mbps)/8000 GB/s
+            bw = speed_Mbps / 8000.0        # docs/hardware.md#nccl-model: NIC speed(Mbps)/8000 GB/s
             node = f"nic:{name}"
             if node in self.g:
                 self.fail(net, "duplicate NIC name")
@@ -406,7 +410,7 @@ class _NcclImport:
                     continue
                 # Not a GPU: an NVSwitch (tclass 0x068000, or bus id ffffffff when hidden in a VM) or a
                 # bridge. All GPUs naming the same target share the switch node. NVLS needs NVSwitch
-                # gen3 (SM90+): hardware.md NVIDIA blog on third-generation NVSwitch.
+                # gen3 (SM90+): docs/hardware.md#nvidia-nvlink, NVIDIA blog on third-generation NVSwitch.
                 sw = f"nvswitch:{target}"
                 if sw not in self.g:
                     self.g.add_node(sw, kind="switch", reduce=False, tclass=nvl.get("tclass", _NVSWITCH_CLASS))

@@ -15,17 +15,21 @@ Per link kind:
 
 A call runs in one regime; ``simulate(..., protocol="auto")`` picks the fastest, as NCCL's tuner does.
 
-Values below are first estimates from the measured-vs-line-rate figures in
-``../shared/reference/hardware.md``; ``generic`` is an ideal link (no overhead) for textbook
-topologies and closed-form checks. Override them per topology (``topology.model``) or per call
-(``model=`` argument), e.g. ``{"nvlink": {"efficiency": 0.75, "call_us": 5.0}}``.
+The values live in one data file the library owns, ``topologies/data/model.json``, each with its
+provenance (fitted on which calibration set, or estimated and why); ``ccemu fit --write``
+(:mod:`collectives.calibration`) writes it and ``ccemu fit --check`` proves the fitted entries are
+the fit's. ``generic`` is an ideal link (no overhead) for textbook topologies and closed-form
+checks. Override them per topology (:func:`topologies.whatif.set_model`) or per call (``model=``
+argument), e.g. ``{"nvlink": {"efficiency": 0.75, "call_us": 5.0}}``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 
-# Protocol regimes, after NCCL's (hardware.md: NCCL protocols): LL carries 8 data bytes per 16-byte
+# Protocol regimes, after NCCL's (docs/hardware.md#nccl-model): LL carries 8 data bytes per 16-byte
 # line, LL128 120 of 128; Simple sends the data as is but pays more per message. The factor scales a
 # link's ``efficiency``; each regime has its own per-message (``*msg_us``) and per-call costs.
 PROTOCOLS = ("simple", "ll128", "ll")
@@ -35,52 +39,32 @@ CALL_KEY = {"simple": "call_us", "ll128": "ll128_call_us", "ll": "ll_call_us"}
 
 # Costs of one message (per transfer) and of one call, per regime, in microseconds.
 COST_KEYS = ("msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")
-
-
-def _costs(msg, ll128_msg, ll_msg, call, ll128_call, ll_call) -> dict:
-    return dict(zip(COST_KEYS, (msg, ll128_msg, ll_msg, call, ll128_call, ll_call)))
-
-
-# NVLink, fitted by bench/fit_model.py on bench/data/calibration.json (see its docstring): the
-# efficiency from the 8x A100 and 8x H100 peak figures (about 80% of line rate, hardware.md
-# NVLink), the costs on the A100 allreduce curve and the DGX-A100 ring latency table. Simple's
-# 17.6 us per message is an effective cost: it carries NCCL's slow climb to full bandwidth between
-# 4 and 256 MiB (fewer channels and pipeline fill on mid-size messages), which the flow model does
-# not otherwise see.
-NVLINK = {"efficiency": 0.7937, "msg_us": 17.6, "ll128_msg_us": 12.87, "ll_msg_us": 1.604,
-          "call_us": 4.479e-05, "ll128_call_us": 0.004113, "ll_call_us": 5.021}
-_NVLINK_COSTS = {k: NVLINK[k] for k in COST_KEYS}
-# HCCL synchronises through notify records rather than NCCL's flags in the data path: estimate
-# twice NVLink's costs (no published HCCS latency curve to fit on).
-_HCCL_COSTS = {k: 2 * v for k, v in _NVLINK_COSTS.items()}
-# hardware.md: NCCL's network per-hop latencies LL / LL128 / Simple 2.7 / 4.0 / 14 us; the call
-# costs are NVLink's (the same launch path).
-_NET_COSTS = _costs(14.0, 4.0, 2.7, NVLINK["call_us"], NVLINK["ll128_call_us"], NVLINK["ll_call_us"])
-
-# Per link kind. ``efficiency`` is Simple's fraction of line rate; msg costs are per transfer, call
-# costs per collective call (a topology pays the largest of its link kinds').
-LINK_DEFAULTS = {
-    # Ideal link: closed forms and user-built textbook topologies (no overhead in any regime).
-    "generic": {"efficiency": 1.0, **_costs(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)},
-    "nvlink": dict(NVLINK),
-    # hardware.md MI300X: 48 GB/s usable of 64 GB/s rated per xGMI link, 0.75. Costs: estimates,
-    # NVLink's (RCCL is NCCL's port, with the same protocols).
-    "xgmi": {"efficiency": 0.75, **_NVLINK_COSTS},
-    # hardware.md Ascend 910B: 19-26 GB/s measured on a 28 GB/s link; 0.8 is an estimate at the top
-    # of that range. Costs: HCCL's estimate above.
-    "hccs": {"efficiency": 0.8, **_HCCL_COSTS},
-    # hardware.md CloudMatrix 384: 150-210 GB/s measured per die pair on 196 GB/s-class UB links;
-    # estimate 0.85. Costs: HCCL's estimate above.
-    "ub": {"efficiency": 0.85, **_HCCL_COSTS},
-    # hardware.md IB NDR: 46-49 GB/s of 50 raw per NIC, about 0.94.
-    "ib": {"efficiency": 0.94, **_NET_COSTS},
-    # hardware.md Ascend RoCE: 22.5 GB/s measured of 25 GB/s (200 GbE), 0.9.
-    "roce": {"efficiency": 0.9, **_NET_COSTS},
-    # Estimate: PCIe Gen4/5 x16 DMA reaches about 80% of line rate (NCCL models Gen4 x16 at 24 of 32
-    # GB/s); costs as NVLink's.
-    "pcie": {"efficiency": 0.8, **_NVLINK_COSTS},
-}
 LINK_PARAMS = ("efficiency",) + COST_KEYS
+
+#: The data file of the model's constants.
+DATA_FILE = os.path.join(os.path.dirname(__file__), "data", "model.json")
+
+
+def load_data(path: str = DATA_FILE) -> dict:
+    """The model data document: ``{"link_kinds": {kind: {param: {"value", "provenance"[, "derived"]}}}}``."""
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if doc.get("schema") != "ccemu-model" or doc.get("version") != 1:
+        raise ValueError(f"{path}: not a ccemu-model version 1 file")
+    for kind, params in doc["link_kinds"].items():
+        missing = [k for k in LINK_PARAMS if k not in params]
+        if missing:
+            raise ValueError(f"{path}: link kind {kind!r} has no {missing[0]!r}")
+    return doc
+
+
+def values(doc: dict) -> dict:
+    """``{kind: {param: value}}`` of a model data document."""
+    return {kind: {k: float(e["value"]) for k, e in params.items()} for kind, params in doc["link_kinds"].items()}
+
+
+#: Per link kind, the constants the model runs with (from :data:`DATA_FILE`).
+LINK_DEFAULTS = values(load_data())
 
 
 def resolve(topology_model: dict | None = None, call_model: dict | None = None) -> dict:

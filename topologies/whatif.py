@@ -89,7 +89,7 @@ def scale_links(topo: Topology, factor_bw: float = 1.0, factor_lat: float = 1.0,
 def fail_link(topo: Topology, u, v, name: str | None = None) -> Topology:
     """Remove the link between ``u`` and ``v`` (both directions).
 
-    The note recorded in ``graph["whatifs"]`` names the device pairs that lost their direct link
+    The note recorded in ``result.graph.graph["whatifs"]`` names the device pairs that lost their direct link
     (:func:`lost_direct_paths`) and the route they take now.
 
     >>> from topologies import full_mesh
@@ -186,6 +186,34 @@ def set_jitter(topo: Topology, kind: str, name: str | None = None, **params) -> 
     entry["jitter"] = {k: float(v) for k, v in params.items()}
     g.graph["model"] = model
     note = f"set_jitter({kind}, " + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
+    return _derive(topo, g, note, name)
+
+
+def set_model(topo: Topology, overrides: dict, name: str | None = None) -> Topology:
+    """``topo`` with per-link-kind model overrides merged into the ones it stores (see
+    :mod:`topologies.model` for the parameters), e.g. ``{"hccs": {"efficiency": 0.5}}``.
+
+    >>> from topologies import preset
+    >>> set_model(preset("atlas800t-a2"), {"hccs": {"efficiency": 0.5}}).model["hccs"]
+    {'efficiency': 0.5}
+    >>> set_model(preset("atlas800t-a2"), {"hccs": {"speed": 2}})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model parameter 'speed' for link kind 'hccs'; expected one of efficiency, ...
+    """
+    from . import model as _model
+
+    if not isinstance(overrides, dict):
+        raise TypeError(f"model overrides must be a dict of link kind -> parameters, got {type(overrides).__name__}")
+    merged = copy.deepcopy(topo.graph.graph.get("model", {}))
+    for kind, params in overrides.items():
+        if not isinstance(params, dict):
+            raise ValueError(f"model override for link kind {kind!r} must be a dict; got {params!r}")
+        merged.setdefault(kind, {}).update(params)
+    _model.resolve(merged)  # checks names and values
+    g = topo.graph.copy()
+    g.graph["model"] = merged
+    note = "set_model(" + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) + ")"
     return _derive(topo, g, note, name)
 
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm
+from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, fixed, split
 from .direct import _alltoall_chunks
-from .params import resolve
 from .pipeline import ceil_log2
 
 
@@ -30,9 +29,9 @@ def _bruck_steps(P):
     return [(1 << k, min(1 << k, P - (1 << k))) for k in range(ceil_log2(P))]
 
 
-@algorithm("allgather", "bruck")
+@algorithm("allgather", "bruck", sub_name="bruck")
 def bruck_allgather(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "bruck", topology, count, params)
+    resolve_params(spec.name, "bruck", params)
     off, ln = split(P * count, P)
     r = np.arange(P, dtype=np.int64)
     phases = []
@@ -43,9 +42,9 @@ def bruck_allgather(spec, P, count, root=0, topology=None, **params):
     return Schedule(spec.name, "bruck", P, count, P * count, off, ln, phases, root)
 
 
-@algorithm("reduce_scatter", "bruck")
+@algorithm("reduce_scatter", "bruck", sub_name="bruck")
 def bruck_reduce_scatter(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "bruck", topology, count, params)
+    resolve_params(spec.name, "bruck", params)
     off, ln = split(P * count, P)
     q = np.arange(P, dtype=np.int64)
     phases = []
@@ -59,7 +58,7 @@ def bruck_reduce_scatter(spec, P, count, root=0, topology=None, **params):
 
 @algorithm("alltoall", "bruck")
 def bruck_alltoall(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "bruck", topology, count, params)
+    resolve_params(spec.name, "bruck", params)
     off, ln = _alltoall_chunks(P, count)        # chunk j: send block j; chunk P + i: receive block i
     S, R = 0, P                                  # chunk offsets of the two halves
     r = np.arange(P, dtype=np.int64)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm
+from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, fixed, split
-from .params import resolve
 
 
 def _all_pairs(P):
@@ -35,25 +34,25 @@ def _gather_all(P, name="gather"):
     return Phase(name, src, dst, fixed(src), reduce=False)
 
 
-@algorithm("allreduce", "direct")
+@algorithm("allreduce", "direct", large_scale=True, sub_name="direct")
 def direct_allreduce(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
     off, ln = split(count, P)
     phases = [_scatter_reduce(P), _gather_all(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, count, off, ln, phases, root)
 
 
-@algorithm("reduce_scatter", "direct")
+@algorithm("reduce_scatter", "direct", sub_name="direct")
 def direct_reduce_scatter(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
     off, ln = split(P * count, P)
     phases = [_scatter_reduce(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
 
 
-@algorithm("allgather", "direct")
+@algorithm("allgather", "direct", large_scale=True, sub_name="direct")
 def direct_allgather(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
     off, ln = split(P * count, P)
     phases = [_gather_all(P)] if P > 1 else []
     return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
@@ -69,9 +68,9 @@ def _self_copy(P):
     return Phase("local-copy", d, d, fixed(d, P + d))
 
 
-@algorithm("alltoall", "direct")
+@algorithm("alltoall", "direct", large_scale=True)
 def direct_alltoall(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "direct", topology, count, params)  # no parameters: reject unknown ones
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
     src, dst = _all_pairs(P)
     send = Phase("exchange", np.concatenate([np.arange(P), src]), np.concatenate([np.arange(P), dst]),
@@ -81,7 +80,7 @@ def direct_alltoall(spec, P, count, root=0, topology=None, **params):
 
 @algorithm("alltoall", "pairwise")
 def pairwise_alltoall(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "pairwise", topology, count, params)  # no parameters: reject unknown ones
+    resolve_params(spec.name, "pairwise", params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
     phases = [_self_copy(P)]
     src = np.arange(P, dtype=np.int64)

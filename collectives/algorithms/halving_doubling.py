@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm
+from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, fixed, split
-from .params import resolve
 from .pipeline import pow2_floor, scratch_endpoints
 
 
@@ -109,9 +108,9 @@ def _block_steps(fold: Fold, name, halving, reduce, slots_mode):
     return phases
 
 
-@algorithm("allreduce", "halving_doubling")
+@algorithm("allreduce", "halving_doubling", large_scale=True, sub_name="halving_doubling")
 def halving_doubling_allreduce(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "halving_doubling", topology, count, params)
+    resolve_params(spec.name, "halving_doubling", params)
     fold = Fold(P)
     off, ln = split(count, fold.p2)
     blocks = np.arange(fold.p2)
@@ -122,9 +121,9 @@ def halving_doubling_allreduce(spec, P, count, root=0, topology=None, **params):
     return Schedule(spec.name, "halving_doubling", P, count, count, off, ln, phases, root)
 
 
-@algorithm("allreduce", "recursive_doubling")
+@algorithm("allreduce", "recursive_doubling", large_scale=True)
 def recursive_doubling_allreduce(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "recursive_doubling", topology, count, params)
+    resolve_params(spec.name, "recursive_doubling", params)
     fold = Fold(P)
     off, ln = np.array([0], dtype=np.int64), np.array([count], dtype=np.int64)
     phases = fold.fold("fold", lambda i: [0], reduce=True)
@@ -141,9 +140,9 @@ def recursive_doubling_allreduce(spec, P, count, root=0, topology=None, **params
     return Schedule(spec.name, "recursive_doubling", P, count, count, off, ln, phases, root, endpoints=endpoints)
 
 
-@algorithm("reduce_scatter", "recursive_halving")
+@algorithm("reduce_scatter", "recursive_halving", large_scale=True, sub_name="halving_doubling")
 def recursive_halving_reduce_scatter(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "recursive_halving", topology, count, params)
+    resolve_params(spec.name, "recursive_halving", params)
     fold = Fold(P)
     off, ln = split(P * count, P)
     phases = (fold.fold("fold", lambda i: np.arange(P), reduce=True)
@@ -152,9 +151,9 @@ def recursive_halving_reduce_scatter(spec, P, count, root=0, topology=None, **pa
     return Schedule(spec.name, "recursive_halving", P, count, P * count, off, ln, phases, root)
 
 
-@algorithm("allgather", "recursive_doubling")
+@algorithm("allgather", "recursive_doubling", large_scale=True, sub_name="halving_doubling")
 def recursive_doubling_allgather(spec, P, count, root=0, topology=None, **params):
-    resolve(spec.name, "recursive_doubling", topology, count, params)
+    resolve_params(spec.name, "recursive_doubling", params)
     fold = Fold(P)
     off, ln = split(P * count, P)
     everything = np.arange(P)

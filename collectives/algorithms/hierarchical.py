@@ -31,18 +31,16 @@ import math
 import numpy as np
 
 from .. import registry
-from ..registry import AlgorithmUnavailable, algorithm
+from ..registry import AlgorithmUnavailable, algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
-from .params import resolve
 
-#: Flat algorithm used for a sub-collective, by the ``intra`` / ``inter`` name.
-SUB = {
-    "reduce_scatter": {"direct": "direct", "ring": "ring", "bruck": "bruck", "halving_doubling": "recursive_halving"},
-    "allgather": {"direct": "direct", "ring": "ring", "bruck": "bruck", "halving_doubling": "recursive_doubling"},
-    "allreduce": {"direct": "direct", "ring": "ring", "halving_doubling": "halving_doubling"},
-}
-#: Parameters the embedded flat algorithms get (one ring, no pipelining: the units are the chunks).
-_FLAT_PARAMS = {"ring": {"channels": 1, "chunks": 1}}
+HIERARCHICAL_PARAMS = {"intra": "direct", "inter": "ring", "per_node": None}
+#: ``(intra, inter)`` combinations ``best`` tries besides the defaults.
+SUB_CHOICES = (("direct", "ring"), ("direct", "halving_doubling"), ("direct", "direct"), ("ring", "ring"))
+
+
+def sub_variants(topology):
+    return [{"intra": intra, "inter": inter} for intra, inter in SUB_CHOICES]
 
 
 def node_groups(topology, P: int, per_node=None) -> np.ndarray:
@@ -119,16 +117,15 @@ def embed(sub: Schedule, groups: np.ndarray, unit_map: np.ndarray, prefix: str) 
 
 def _flat(collective, choice, role, G, units):
     """The flat schedule of ``collective`` by the ``intra`` / ``inter`` name ``choice`` on G devices."""
-    names = SUB[collective]
+    names = registry.sub_algorithms(collective)
     if choice not in names:
         raise ValueError(f"{role}={choice!r} for the {collective} part; expected one of {', '.join(names)}")
-    alg = names[choice]
-    spec = registry.collective(collective)
-    return registry.builder(collective, alg)(spec, G, units, 0, None, **_FLAT_PARAMS.get(alg, {}))
+    # Declared defaults (one ring channel, no pipelining): the units are the chunks.
+    return registry.build_schedule(collective, names[choice], G, units)
 
 
 def _setup(spec, P, count, topology, params):
-    p = resolve(spec.name, "hierarchical", topology, count, params)
+    p = resolve_params(spec.name, "hierarchical", params)
     groups = node_groups(topology, P, p.get("per_node"))
     return p, groups
 
@@ -138,13 +135,14 @@ def _sched(spec, P, count, length, off, ln, phases, root, groups, p):
     return Schedule(spec.name, "hierarchical", P, count, length, off, ln, phases, root, info=info)
 
 
-@algorithm("allreduce", "hierarchical")
+@algorithm("allreduce", "hierarchical", params=HIERARCHICAL_PARAMS, large_scale=True, variants=sub_variants)
 def hierarchical_allreduce(spec, P, count, root=0, topology=None, **params):
     p, groups = _setup(spec, P, count, topology, params)
     N, L = groups.shape
     inter = p["inter"]
-    if inter not in SUB["allreduce"]:
-        raise ValueError(f"inter={inter!r} for the allreduce part; expected one of {', '.join(SUB['allreduce'])}")
+    if inter not in registry.sub_algorithms("allreduce"):
+        raise ValueError(f"inter={inter!r} for the allreduce part; expected one of "
+                         f"{', '.join(registry.sub_algorithms('allreduce'))}")
     # Units per part: what the flat cross-server allreduce cuts a part into (one unit per block).
     V = (1 << (N.bit_length() - 1)) if inter == "halving_doubling" else N
     off, ln = split(count, L * V)                  # global chunk = unit: part l is units l*V .. l*V+V-1
@@ -169,7 +167,7 @@ def _rail_slot_maps(groups):
     return intra, inter
 
 
-@algorithm("reduce_scatter", "hierarchical")
+@algorithm("reduce_scatter", "hierarchical", params=HIERARCHICAL_PARAMS, large_scale=True, variants=sub_variants)
 def hierarchical_reduce_scatter(spec, P, count, root=0, topology=None, **params):
     p, groups = _setup(spec, P, count, topology, params)
     N, L = groups.shape
@@ -180,7 +178,7 @@ def hierarchical_reduce_scatter(spec, P, count, root=0, topology=None, **params)
     return _sched(spec, P, count, P * count, off, ln, phases, root, groups, p)
 
 
-@algorithm("allgather", "hierarchical")
+@algorithm("allgather", "hierarchical", params=HIERARCHICAL_PARAMS, large_scale=True, variants=sub_variants)
 def hierarchical_allgather(spec, P, count, root=0, topology=None, **params):
     p, groups = _setup(spec, P, count, topology, params)
     N, L = groups.shape
@@ -191,9 +189,9 @@ def hierarchical_allgather(spec, P, count, root=0, topology=None, **params):
     return _sched(spec, P, count, P * count, off, ln, phases, root, groups, p)
 
 
-@algorithm("alltoall", "hierarchical")
+@algorithm("alltoall", "hierarchical", params={"per_node": None}, large_scale=True)
 def hierarchical_alltoall(spec, P, count, root=0, topology=None, **params):
-    p = resolve(spec.name, "hierarchical", topology, count, params)
+    p = resolve_params(spec.name, "hierarchical", params)
     groups = node_groups(topology, P, p.get("per_node"))
     N, L = groups.shape
     off, ln = split(2 * P * count, 2 * P)           # chunk j: send block j; chunk P + i: receive block i

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import AlgorithmUnavailable, algorithm
+from ..registry import AlgorithmUnavailable, algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
-from .params import resolve
-from .pipeline import check_count_param
+from .pipeline import DATA_PLANE_CHUNKS, check_count_param, switch_pipeline
 
 
 def reducing_switches(topology) -> tuple[list, np.ndarray]:
@@ -88,9 +87,9 @@ def _shards(count, weights, chunks):
     return np.concatenate(offs), np.concatenate(lens)
 
 
-@algorithm("allreduce", "in_network")
+@algorithm("allreduce", "in_network", params={"chunks": DATA_PLANE_CHUNKS}, pipeline=switch_pipeline, large_scale=True)
 def in_network_allreduce(spec, P, count, root=0, topology=None, **params):
-    p = resolve(spec.name, "in_network", topology, count, params)
+    p = resolve_params(spec.name, "in_network", params)
     chunks = check_count_param("chunks", p["chunks"])
     if topology is None:    # data plane without a topology: one abstract reducing switch
         switches, weights = ["switch"], np.array([1.0])

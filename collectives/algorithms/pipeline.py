@@ -15,6 +15,27 @@ import numpy as np
 
 from ..schedule import Phase
 
+#: Pipeline depth (``chunks``) of pipelined algorithms when nothing tunes it (the data plane, which
+#: has no topology): small, but enough to exercise the pipelines.
+DATA_PLANE_CHUNKS = 3
+
+
+# Pipeline shapes the time plane sizes ``chunks`` from (see ``collectives.registry.Algorithm.pipeline``).
+def chain_pipeline(P, channels):
+    """A chain root -> ... -> last (ring broadcast and reduce): P-2 hops after the first, one
+    link per sender, each channel's chain carrying 1/channels of the data."""
+    return P - 2, 1.0 / channels, "pair", 1.0
+
+
+def tree_pipeline(P, channels):
+    """Up then down a double binary tree: half the data per tree, two trees sharing each link."""
+    return 2 * max(1, ceil_log2(P)), 1.0 / (2 * channels), "pair", 0.5
+
+
+def switch_pipeline(P, channels):
+    """Up to a reducing switch and down one step later, at a device's whole injection rate."""
+    return 1, 1.0, "inject", 1.0
+
 
 def pipeline_phases(name, src, dst, lag, nchunks, chunk_of, reduce=False) -> list[Phase]:
     """Phases of a pipeline (see the module docstring).

@@ -4,7 +4,7 @@ Reduce-scatter: in step k the device at ring position p sends block (p-1-k) mod 
 which reduces it; after P-1 steps position p holds the full reduction of block p. Allgather: in
 step k position p forwards block (p-k) mod P. Allreduce is the two back to back (NCCL's Ring).
 
-Parameters (defaults from :func:`~collectives.algorithms.params.default_params`):
+Parameters (tuned for a topology by :func:`collectives.tuning.default_params`):
 
 - ``channels``: rings run at once, ring ``c`` visiting ``i, i + s_c, i + 2 s_c, ...`` for the
   ``c``-th stride coprime with P, each carrying ``1/channels`` of the data. On a full mesh the
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm
+from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
-from .params import resolve
-from .pipeline import check_count_param, pipeline_phases, ring_orders
+from .pipeline import DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, pipeline_phases, ring_orders
 
 
 def _ring_params(collective, P, count, topology, params):
-    p = resolve(collective, "ring", topology, count, params)
+    p = resolve_params(collective, "ring", params)
     return check_count_param("channels", p["channels"]), check_count_param("chunks", p["chunks"])
 
 
@@ -66,7 +65,7 @@ def _slot_chunks(P, count, pieces):
     return (slots + off[None, :]).ravel(), np.tile(ln, P)
 
 
-@algorithm("allreduce", "ring")
+@algorithm("allreduce", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
 def ring_allreduce(spec, P, count, root=0, topology=None, **params):
     channels, chunks = _ring_params("allreduce", P, count, topology, params)
     off, ln = split(count, chunks * channels * P)
@@ -97,12 +96,12 @@ def _slot_ring(spec, P, count, root, topology, params, reduce):
                     info={"channels": channels, "chunks": chunks})
 
 
-@algorithm("reduce_scatter", "ring")
+@algorithm("reduce_scatter", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
 def ring_reduce_scatter(spec, P, count, root=0, topology=None, **params):
     return _slot_ring(spec, P, count, root, topology, params, reduce=True)
 
 
-@algorithm("allgather", "ring")
+@algorithm("allgather", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
 def ring_allgather(spec, P, count, root=0, topology=None, **params):
     return _slot_ring(spec, P, count, root, topology, params, reduce=False)
 
@@ -131,11 +130,11 @@ def _chain(spec, P, count, root, topology, params, towards_root):
                     info={"channels": channels, "chunks": chunks})
 
 
-@algorithm("broadcast", "ring")
+@algorithm("broadcast", "ring", params={"channels": 1, "chunks": DATA_PLANE_CHUNKS}, channels="strides", pipeline=chain_pipeline, large_scale=True)
 def ring_broadcast(spec, P, count, root=0, topology=None, **params):
     return _chain(spec, P, count, root, topology, params, towards_root=False)
 
 
-@algorithm("reduce", "ring")
+@algorithm("reduce", "ring", params={"channels": 1, "chunks": DATA_PLANE_CHUNKS}, channels="strides", pipeline=chain_pipeline, large_scale=True)
 def ring_reduce(spec, P, count, root=0, topology=None, **params):
     return _chain(spec, P, count, root, topology, params, towards_root=True)

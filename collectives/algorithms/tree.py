@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm
+from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, fixed, split
-from .params import resolve
-from .pipeline import ceil_log2, check_count_param, coprime_strides, pipeline_phases
+from .pipeline import DATA_PLANE_CHUNKS, ceil_log2, check_count_param, coprime_strides, pipeline_phases, tree_pipeline
 
 
 def btree_parents(P: int) -> np.ndarray:
@@ -67,9 +66,9 @@ def depths(parent: np.ndarray) -> np.ndarray:
     return d
 
 
-@algorithm("allreduce", "tree")
+@algorithm("allreduce", "tree", params={"channels": 1, "chunks": DATA_PLANE_CHUNKS}, channels="strides", pipeline=tree_pipeline, large_scale=True)
 def tree_allreduce(spec, P, count, root=0, topology=None, **params):
-    p = resolve(spec.name, "tree", topology, count, params)
+    p = resolve_params(spec.name, "tree", params)
     channels, chunks = check_count_param("channels", p["channels"]), check_count_param("chunks", p["chunks"])
     trees = 2 * channels
     off, ln = split(count, trees * chunks)    # chunk (tree t, piece j) = t * chunks + j
@@ -101,7 +100,7 @@ def tree_allreduce(spec, P, count, root=0, topology=None, **params):
 
 
 def _binomial(spec, P, count, root, topology, params, reduce):
-    resolve(spec.name, "binomial", topology, count, params)
+    resolve_params(spec.name, "binomial", params)
     off, ln = np.array([0], dtype=np.int64), np.array([count], dtype=np.int64)
     v = np.arange(P, dtype=np.int64)
     dev = (v + root) % P          # relative rank -> device
@@ -119,11 +118,11 @@ def _binomial(spec, P, count, root, topology, params, reduce):
     return Schedule(spec.name, "binomial", P, count, count, off, ln, phases, root)
 
 
-@algorithm("broadcast", "binomial")
+@algorithm("broadcast", "binomial", large_scale=True)
 def binomial_broadcast(spec, P, count, root=0, topology=None, **params):
     return _binomial(spec, P, count, root, topology, params, reduce=False)
 
 
-@algorithm("reduce", "binomial")
+@algorithm("reduce", "binomial", large_scale=True)
 def binomial_reduce(spec, P, count, root=0, topology=None, **params):
     return _binomial(spec, P, count, root, topology, params, reduce=True)

@@ -54,12 +54,14 @@ import time
 import weakref
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 from mpi4py.util import dtlib
 
 from .. import api, dtypes, kernels, registry
+from ..ops import check_op
 from ..collective import Collective
 from ..schedule import Schedule
 
@@ -111,12 +113,53 @@ def run(collective: str, local_data, comm, algorithm: str = "ring", op: str = "s
         arguments that differ between ranks raise ``RankMismatch`` with the same message on every
         rank.
     """
+    job = prepare(collective, local_data, comm, algorithm, op, root, dtype, **params)
+    buf = job.inputs
+    job.execute(buf)
+    return job.result(buf)
+
+
+@dataclass
+class Prepared:
+    """This rank's part of a collective ready to execute across ``comm`` (the MPI twin of
+    :class:`collectives.api.Prepared`): ``execute(buf)`` runs the schedule on a copy of ``inputs``
+    (this rank's device rows, then the rows of the endpoints it hosts), ``result(buf)`` takes this
+    rank's rows of the result out. Benchmarks reuse one across iterations."""
+
+    spec: Collective
+    schedule: Schedule
+    inputs: np.ndarray
+    comm: object
+    first: int
+    k: int
+    op: str
+    op_code: int
+    fmt: int
+    dtype: np.dtype
+
+    def execute(self, buf: np.ndarray) -> None:
+        execute(self.schedule, buf, self.comm, self.first, self.op_code, self.fmt)
+
+    def result(self, buf: np.ndarray):
+        s = self.schedule
+        out = extract_rows(self.spec, buf[:self.k], s.P, s.count, s.root, self.first)
+        if out is None:
+            return None
+        if self.spec.reduces and self.op == "avg":
+            kernels.finish_avg(out, s.P, self.fmt)
+        return out.view(self.dtype) if out.dtype != self.dtype else out
+
+
+def prepare(collective: str, local_data, comm, algorithm: str = "ring", op: str = "sum", root: int = 0,
+            dtype=None, **params) -> Prepared:
+    """Check the arguments on every rank (see :func:`run`), build the schedule and load this rank's
+    work buffers. Collective over ``comm``."""
     error = data = name = None
     try:
         spec = registry.collective(collective)
         registry.builder(collective, algorithm)
-        dtypes.check_op(op, None)
-        data, name = api._check_data(local_data, dtype)
+        check_op(op)
+        data, name = api.check_data(local_data, dtype)
     except Exception as exc:  # noqa: BLE001 -- any local failure must reach the other ranks first
         error = exc
     _agree(comm, error, data, name, _fingerprint(collective, algorithm, op, root, name, params))
@@ -126,19 +169,12 @@ def run(collective: str, local_data, comm, algorithm: str = "ring", op: str = "s
     first = comm.Get_rank() * k
     count = spec.count_from_shape((P, x), P)  # same shape everywhere: raises on every rank or none
     schedule = _schedule(collective, algorithm, P, count, root, params)
-    buf = load_rows(spec, api._as_storage(data, name), P, count, root, first)
+    buf = load_rows(spec, api.as_storage(data, name), P, count, root, first)
     hosted = hosted_endpoints(schedule, k, comm.Get_rank())
     if hosted:  # rows for the schedule's extra endpoints on this rank, empty at the start
         buf = np.concatenate([buf, np.zeros((hosted, buf.shape[1]), buf.dtype)])
-    fmt = dtypes.kernel_format(name)
     opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
-    execute(schedule, buf, comm, first, opc, fmt)
-    out = extract_rows(spec, buf[:k], P, count, root, first)
-    if out is None:
-        return None
-    if spec.reduces and op == "avg":
-        kernels.finish_avg(out, P, fmt)
-    return out.view(data.dtype) if out.dtype != data.dtype else out
+    return Prepared(spec, schedule, buf, comm, first, k, op, opc, dtypes.kernel_format(name), data.dtype)
 
 
 def execute(schedule: Schedule, local_buf: np.ndarray, comm, first_device: int, op_code: int, fmt: int) -> None:

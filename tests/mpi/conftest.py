@@ -65,13 +65,13 @@ def rooted_algorithms():
     added = []
     for name, fn in (("broadcast", naive_broadcast), ("reduce", naive_reduce)):
         if (name, NAIVE) not in registry.ALGORITHMS:
-            registry.ALGORITHMS[(name, NAIVE)] = fn
+            registry.algorithm(name, NAIVE)(fn)
             added.append((name, NAIVE))
     try:
         yield NAIVE
     finally:
         for key in added:
-            registry.ALGORITHMS.pop(key, None)
+            registry.unregister(*key)
 
 
 @pytest.fixture

@@ -261,14 +261,12 @@ def test_topology_and_devices_per_rank(comm):
 
 
 def test_auto_times_the_fastest_choice(comm, emu):
-    """``auto`` times each call with collectives.auto's choice of algorithm and parameters."""
-    from collectives import auto
-
+    """``auto`` times each call with simulate(..., algorithm="auto")'s choice of algorithm and parameters."""
     for collective in ("allreduce", "allgather", "reduce_scatter", "alltoall"):
         spec = collectives.registry.collective(collective)
         count = (1 << 20) // 4 // (spec.nbytes(emu.num_devices, 1, 4) // 4)
         nbytes, (name, seconds) = emu._plan(collective, count, "float32")
-        best = auto.choose_result(collective, nbytes, emu.topology, "float32")
+        best = collectives.simulate(collective, nbytes, emu.topology, algorithm="auto", dtype="float32")
         assert (name, seconds) == (best.algorithm, best.time_s)
 
 

@@ -4,8 +4,8 @@ Every preset is a plain function in a vendor module (:mod:`.nvidia`, :mod:`.amd`
 :mod:`.others`) registered under its name; nothing is built until asked for. Every server preset
 takes ``nodes`` (servers, default 1: no scale-out fabric), ``fabric`` (``"rail"``, ``"fat-tree"``
 or ``"switch"``), ``oversubscription`` and ``leaf_ports``; some take more (``devices="die"``).
-The numbers come from ``shared/reference/hardware.md`` and are cited next to each, or marked as
-estimates.
+The numbers come from ``docs/hardware.md`` (in the ccemu repository) and are cited next to each with
+the section they come from, or marked as estimates (listed in ``docs/hardware.md#estimates``).
 
 >>> "dgx-h100" in presets()
 True

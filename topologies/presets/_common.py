@@ -19,15 +19,18 @@ from ..graph import Topology, add_link
 
 FABRICS = ("rail", "fat-tree", "switch")
 
-# PCIe line rates, GB/s per direction for x16 (hardware.md: NCCL models Gen4 x16 at 24 and Gen5 x16 at
-# 48 GB/s *effective*; the line rate is 16 resp. 32 GT/s x 16 lanes / 8 bits = 32 resp. 64 GB/s [E], and
-# topologies/model.py applies the efficiency on top).
+# PCIe line rates, GB/s per direction for x16 (docs/hardware.md#pcie: NCCL models Gen4 x16 at 24 and
+# Gen5 x16 at 48 GB/s *effective*; the line rate is 16 resp. 32 GT/s x 16 lanes / 8 bits = 32 resp.
+# 64 GB/s [E], and topologies/model.py applies the efficiency on top).
 PCIE_GEN4_X16_GBps = 32.0
 PCIE_GEN5_X16_GBps = 64.0
-# Estimate: one PCIe hop (root port or switch) costs a few hundred ns; hardware.md has no figure.
+# Estimate (docs/hardware.md#estimates): one PCIe hop (root port or switch) costs a few hundred ns; no
+# source gives a figure.
 PCIE_LAT_US = 0.5
-# Estimate: per-hop latency of a scale-out link (cable plus one switch traversal). hardware.md gives
-# the end-to-end RDMA write latency (about 2.5 us), which the model charges as the link kind's msg_us.
+# Estimate (docs/hardware.md#estimates): per-hop latency of a scale-out link (cable plus one switch
+# traversal). docs/hardware.md#networks gives only the end-to-end RDMA write latency (about
+# 2.5 us); the model's per-message cost of the ib and roce kinds (topologies/model.py) is NCCL's network
+# per-hop figure instead (14 / 4.0 / 2.7 us for Simple / LL128 / LL).
 NIC_HOP_LAT_US = 0.5
 
 

@@ -14,21 +14,28 @@ from ..graph import add_link
 from ._common import (PCIE_GEN4_X16_GBps, PCIE_GEN5_X16_GBps, PCIE_LAT_US, ScaleOut, add_device, build_system,
                       check_choice, register)
 
-# Estimate: hardware.md has no HCCS latency; use NCCL's NVLink per-hop LL figure (0.6 us) for one direct hop.
+# Estimate (docs/hardware.md#estimates): no source gives an HCCS latency; use NCCL's NVLink per-hop LL
+# figure (0.6 us, docs/hardware.md#nccl-model) for one direct hop.
 HCCS_LAT_US = 0.6
-# Estimate: CPU-to-CPU links of the Kunpeng hosts are not in hardware.md; 30 GB/s per direction, the
-# rate of one 240 Gb/s HCCS port (hardware.md: Ascend 910, 3 HCCS ports of 240 Gb/s per chip), since
-# Kunpeng sockets are joined by the same kind of coherent port. Kind "socket" (model: as PCIe, below).
+# Estimate (docs/hardware.md#estimates): CPU-to-CPU links of the Kunpeng hosts are not in the sources;
+# 30 GB/s per direction, the rate of one 240 Gb/s HCCS port (docs/hardware.md#huawei-ascend-910: 3 HCCS
+# ports of 240 Gb/s per chip), since Kunpeng sockets are joined by the same kind of coherent port. Kind
+# "socket", with the model parameters of SOCKET_MODEL below.
 SOCKET_GBps = 30.0
-SOCKET_MODEL = {"socket": {"efficiency": 0.8, "msg_us": 1.0}}   # estimate: as topologies/model.py's pcie
+# Estimate (docs/hardware.md#estimates): the "socket" kind has no entry in topologies/model.py's
+# LINK_DEFAULTS, so it starts from "generic" (all costs 0) and takes these two: pcie's efficiency (0.8)
+# and a Simple message cost of 1 us (pcie's is 17.6); its LL128/LL message costs and call costs stay 0.
+# A host path (NPU -> pcie -> CPU -> socket -> CPU -> pcie -> NPU) always crosses pcie links too, and a
+# transfer pays the largest message cost on its path, so such a path pays pcie's costs.
+SOCKET_MODEL = {"socket": {"efficiency": 0.8, "msg_us": 1.0}}
 
 
 def _add_host(g, s, devs, cpus):
     """``cpus`` CPUs in a full mesh of socket links, the NPUs spread evenly over them by PCIe.
 
-    Estimate (not in hardware.md): Atlas 800 servers carry 4 Kunpeng 920 CPUs; 2 NPUs per CPU. The host
-    path's real rate (DMA through the root complex, possibly bouncing through host memory) is not
-    published; the link is PCIe Gen4 x16 (32 GB/s line rate) and may be optimistic.
+    Estimate (docs/hardware.md#estimates): Atlas 800 servers carry 4 Kunpeng 920 CPUs; 2 NPUs per CPU.
+    The host path's real rate (DMA through the root complex, possibly bouncing through host memory) is
+    not published; the link is PCIe Gen4 x16 (32 GB/s line rate) and may be optimistic.
     """
     nodes = [f"n{s}.cpu{c}" for c in range(cpus)]
     for c in nodes:
@@ -49,14 +56,15 @@ def atlas800_9000(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     >>> t.peak_bw_GBps(), t.graph.has_edge("n0.npu0", "n0.npu4")
     (90.0, False)
     """
-    # hardware.md Ascend 910: 3 HCCS ports of 240 Gb/s per chip = 30 GB/s each (taken per direction).
+    # docs/hardware.md#huawei-ascend-910: 3 HCCS ports of 240 Gb/s per chip = 30 GB/s each (taken per
+    # direction).
     hccs_GBps = 30.0
 
     def build_node(g, s, first):
         devs = [add_device(g, f"n{s}.npu{j}", first + j, server=s,
-                           mem_bw_GBps=1200.0)     # estimate: not in hardware.md; Ascend 910 HBM2 data-sheet class
+                           mem_bw_GBps=1200.0)     # estimate (docs/hardware.md#estimates): 910 HBM2 data sheet
                 for j in range(8)]
-        # hardware.md: two 4-NPU HCCS full meshes, NPU0-3 and NPU4-7.
+        # docs/hardware.md#huawei-ascend-910: two 4-NPU HCCS full meshes, NPU0-3 and NPU4-7.
         for group in (devs[:4], devs[4:]):
             for a, b in itertools.combinations(group, 2):
                 add_link(g, a, b, bw_GBps=hccs_GBps, lat_us=HCCS_LAT_US, link="hccs")
@@ -64,11 +72,12 @@ def atlas800_9000(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
         return devs
 
     return build_system("atlas800-9000", nodes, build_node,
-                        # estimate: the 910 integrates 100 GbE RoCE, one port per NPU (12.5 GB/s); not in hardware.md
+                        # estimate (docs/hardware.md#estimates): the 910 integrates 100 GbE RoCE, one port per NPU
+                        # (12.5 GB/s)
                         ScaleOut(12.5, "roce", PCIE_GEN4_X16_GBps), fabric=fabric,
                         oversubscription=oversubscription, leaf_ports=leaf_ports, model=SOCKET_MODEL,
                         description="8x Ascend 910; two 4-NPU HCCS meshes joined through the host (PCIe to CPUs)",
-                        sources=["hardware.md: Huawei Ascend, Ascend 910 (2019) server",
+                        sources=["docs/hardware.md#huawei-ascend-910: Ascend 910 (2019) server",
                                  "estimate: host CPUs and PCIe, 100G RoCE per NPU, HBM bandwidth"])
 
 
@@ -81,52 +90,55 @@ def atlas800t_a2(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     >>> t.num_devices, t.peak_bw_GBps()
     (8, 196.0)
     """
-    hccs_GBps = 28.0   # hardware.md Ascend 910B: about 56 GB/s bidir = 28 GB/s uni per link [R]
+    hccs_GBps = 28.0   # docs/hardware.md#huawei-ascend-910b: about 56 GB/s bidir = 28 GB/s uni per link [R]
 
     def build_node(g, s, first):
         devs = [add_device(g, f"n{s}.npu{j}", first + j, server=s,
-                           # hardware.md Ascend 910C: 3.2 TB/s per package of two 910B-class dies -> 1.6 TB/s [E]
+                           # docs/hardware.md#huawei-ascend-910c: 3.2 TB/s per package of two 910B-class dies
+                           # -> 1.6 TB/s [E]
                            mem_bw_GBps=1600.0)
                 for j in range(8)]
-        # hardware.md Ascend 910B: one HCCS full mesh, 7 links per NPU, no switch.
+        # docs/hardware.md#huawei-ascend-910b: one HCCS full mesh, 7 links per NPU, no switch.
         for a, b in itertools.combinations(devs, 2):
             add_link(g, a, b, bw_GBps=hccs_GBps, lat_us=HCCS_LAT_US, link="hccs")
         _add_host(g, s, devs, cpus=4)
         return devs
 
     return build_system("atlas800t-a2", nodes, build_node,
-                        # hardware.md Ascend 910B: one 200 GbE RoCE NIC per NPU = 25 GB/s (22.5 measured).
-                        # The port is on the NPU package; its attach link is modelled as PCIe Gen4 (estimate).
+                        # docs/hardware.md#huawei-ascend-910b: one 200 GbE RoCE NIC per NPU = 25 GB/s
+                        # (22.5 measured). The port is on the NPU package; its attach link is modelled as PCIe
+                        # Gen4 (estimate, docs/hardware.md#estimates).
                         ScaleOut(25.0, "roce", PCIE_GEN4_X16_GBps), fabric=fabric,
                         oversubscription=oversubscription, leaf_ports=leaf_ports, model=SOCKET_MODEL,
                         description="8x Ascend 910B; HCCS full mesh; 200G RoCE per NPU; NPU-CPU PCIe host paths",
-                        sources=["hardware.md: Huawei Ascend, Ascend 910B (Atlas 800T A2)",
+                        sources=["docs/hardware.md#huawei-ascend-910b: Ascend 910B (Atlas 800T A2)",
                                  "estimate: host CPUs and PCIe rates, HBM bandwidth from the 910C figure"])
 
 
 # -- 910C: Atlas 800T A3 and CloudMatrix 384 ---------------------------------------------------------
 
-# hardware.md CloudMatrix 384: 196 GB/s uni UB per die over 7 UB links -> 28 GB/s per link [E];
+# docs/hardware.md#cloudmatrix-384: 196 GB/s uni UB per die over 7 UB links -> 28 GB/s per link [E];
 # 392 GB/s per NPU (2 dies).
 UB_LINK_GBps = 28.0
-# hardware.md Ascend 910C: the two dies are joined at about 540 GB/s [R]; read as both directions
-# together (270 uni), since the measured die-to-die rate is 210 GB/s uni (hardware.md CloudMatrix,
-# StrataCL) and 540 uni would mean an implausible 39% efficiency.
+# docs/hardware.md#huawei-ascend-910c: the two dies are joined at about 540 GB/s [R]; read as both
+# directions together (270 uni), since the measured die-to-die rate is 210 GB/s uni
+# (docs/hardware.md#cloudmatrix-384, StrataCL) and 540 uni would mean an implausible 39% efficiency.
 DIE_TO_DIE_GBps = 270.0
-# hardware.md CloudMatrix measured UB latencies: die to die 0.2 us; NPUs of one node 0.7 us (NPU -> L1
-# -> NPU, two links: 0.35 each); between nodes 2.1 us (four links: 2 x 0.35 + 2 x L1-L2, so 0.7 each).
+# docs/hardware.md#cloudmatrix-384, measured UB latencies: die to die 0.2 us; NPUs of one node 0.7 us
+# (NPU -> L1 -> NPU, two links: 0.35 each); between nodes 2.1 us (four links: 2 x 0.35 + 2 x L1-L2, so
+# 0.7 each).
 D2D_LAT_US = 0.2
 UB_L1_LAT_US = 0.35
 UB_L2_LAT_US = 0.7
-L1_PER_BOARD = 7          # hardware.md CloudMatrix: 7 L1 UB switch chips on each node board
-L2_PLANES, L2_PER_PLANE = 7, 16   # hardware.md: L2 in 7 sub-planes of 16 switch chips with 48 ports each
-BOARDS_PER_SUPERNODE = 48         # hardware.md: 48 nodes of 8 NPUs
-# hardware.md CloudMatrix: 3.2 TB/s HBM per 910C package, 1.6 per die.
+L1_PER_BOARD = 7          # docs/hardware.md#cloudmatrix-384: 7 L1 UB switch chips on each node board
+L2_PLANES, L2_PER_PLANE = 7, 16   # docs/hardware.md#cloudmatrix-384: 7 L2 sub-planes of 16 chips, 48 ports
+BOARDS_PER_SUPERNODE = 48         # docs/hardware.md#cloudmatrix-384: 48 nodes of 8 NPUs
+# docs/hardware.md#huawei-ascend-910c: 3.2 TB/s HBM per 910C package, 1.6 per die [E].
 MEM_NPU_GBps, MEM_DIE_GBps = 3200.0, 1600.0
-# hardware.md CloudMatrix: RDMA plane of 400 Gb/s per NPU (200 per die).
+# docs/hardware.md#cloudmatrix-384: RDMA plane of 400 Gb/s per NPU (200 per die).
 RDMA_NPU_GBps, RDMA_DIE_GBps = 50.0, 25.0
-# Estimate: the RDMA port sits on the 910C package; its attach link is given a PCIe Gen5 x16 rate so it
-# does not cap the 400G NIC (hardware.md has no figure for it).
+# Estimate (docs/hardware.md#estimates): the RDMA port sits on the 910C package; its attach link is given
+# a PCIe Gen5 x16 rate so it does not cap the 400G NIC (no source gives a figure for it).
 RDMA_ATTACH_GBps = PCIE_GEN5_X16_GBps
 DEVICE_CHOICES = ("npu", "die")
 
@@ -166,7 +178,7 @@ def _ub_board(g, prefix, server, first, devices):
 def atlas800t_a3(nodes=1, devices="npu", fabric="rail", oversubscription=1.0, leaf_ports=32):
     """One 910C node: ``devices="npu"`` (8 devices) or ``"die"`` (16 devices, each die its own rank).
 
-    Assumption: hardware.md describes the 910C node board only as part of CloudMatrix 384; the
+    Assumption: docs/hardware.md describes the 910C node board only as part of CloudMatrix 384; the
     standalone A3 server is modelled as one such board (7 L1 UB chips). Servers are joined by the RDMA
     plane (400 Gb/s per NPU, 200 per die).
 
@@ -183,8 +195,8 @@ def atlas800t_a3(nodes=1, devices="npu", fabric="rail", oversubscription=1.0, le
                         variant="" if devices == "npu" else "die",
                         oversubscription=oversubscription, leaf_ports=leaf_ports,
                         description=f"8x Ascend 910C ({devices} devices); 7 L1 UB switch chips; RDMA per {devices}",
-                        sources=["hardware.md: Huawei Ascend, Ascend 910C",
-                                 "hardware.md: CloudMatrix 384 (UB, RDMA plane)",
+                        sources=["docs/hardware.md#huawei-ascend-910c: Ascend 910C",
+                                 "docs/hardware.md#cloudmatrix-384: UB, RDMA plane",
                                  "assumption: the A3 server board equals a CloudMatrix node board"])
 
 
@@ -195,7 +207,8 @@ def cloudmatrix384(nodes=1, devices="npu", fabric="rail", oversubscription=1.0, 
 
     ``devices="npu"``: 384 devices of 392 GB/s UB each; ``"die"``: 768 devices of 196 GB/s.
     The L1 chip ``k`` of every board connects to the 16 L2 chips of plane ``k`` with one UB link each
-    (16 x 28 = 448 GB/s up, as much as its 16 die links down: non-blocking, as hardware.md says).
+    (16 x 28 = 448 GB/s up, as much as its 16 die links down: non-blocking, as
+    docs/hardware.md#cloudmatrix-384 says).
 
     Inside a supernode all traffic stays on UB; the RDMA plane is only built between supernodes and
     only rail-optimised (local rank ``j`` of every supernode on rail ``j``), so an RDMA path is always
@@ -232,6 +245,6 @@ def cloudmatrix384(nodes=1, devices="npu", fabric="rail", oversubscription=1.0, 
                         oversubscription=oversubscription, leaf_ports=leaf_ports, prefix=lambda s: f"s{s}.",
                         description=(f"384x Ascend 910C ({devices} devices) in 48 nodes; UB Clos 336 L1 + 112 L2 "
                                      "chips; RDMA plane between supernodes"),
-                        sources=["hardware.md: Huawei Ascend, CloudMatrix 384 (arXiv 2506.12708)",
-                                 "hardware.md: CloudMatrix measured UB latencies (StrataCL, second-hand)",
+                        sources=["docs/hardware.md#cloudmatrix-384: CloudMatrix 384 (arXiv 2506.12708)",
+                                 "docs/hardware.md#cloudmatrix-384: measured UB latencies (StrataCL, second-hand)",
                                  "estimate: per-link UB rate 28 GB/s = 196 / 7"])

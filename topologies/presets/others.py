@@ -1,8 +1,9 @@
 """Other accelerators with fewer public numbers: Cambricon MLU370-X8, Moore Threads MCCX D800, Biren BR100.
 
-hardware.md gives one aggregate link figure per card; how the links are wired is not public. Every
-preset here is an 8-device full mesh that spreads the card's aggregate over its 7 peers (an
-estimate), with model parameters of an NVLink-class link (estimate: no measurements published).
+docs/hardware.md#other-accelerators gives one aggregate link figure per card; how the links are wired
+is not public. Every preset here is an 8-device full mesh that spreads the card's aggregate over its 7
+peers (an estimate), with model parameters of its own (``_LINK_MODEL``, an estimate: no measurements
+published; they are not topologies/model.py's NVLink parameters, see below).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import itertools
 from ..graph import add_link
 from ._common import PCIE_GEN4_X16_GBps, PCIE_GEN5_X16_GBps, ScaleOut, add_device, build_system, register
 
-# Estimate: no latency data; NCCL's NVLink per-hop LL figure (hardware.md "NCCL per-hop latencies").
+# Estimate (docs/hardware.md#estimates): no latency data; NCCL's NVLink per-hop LL figure
+# (docs/hardware.md#nccl-model).
 LINK_LAT_US = 0.6
-# Estimate: NVLink-class protocol efficiency and message cost (topologies/model.py nvlink entry).
+# Estimate (docs/hardware.md#estimates; no measurements published): efficiency 0.82 and a Simple message
+# cost of 1 us. These are not topologies/model.py's fitted nvlink parameters (efficiency 0.7937, Simple
+# message 17.6 us): the mlulink / mtlink / blink kinds have no LINK_DEFAULTS entry, so they start from
+# "generic" and their LL128/LL message costs and call costs stay 0 (with nodes > 1 the pcie and roce
+# kinds of the scale-out bring their own, NVLink-derived call costs).
 _LINK_MODEL = {"efficiency": 0.82, "msg_us": 1.0}
 
 
@@ -30,7 +36,7 @@ def _mesh8(preset_name, *, per_card_uni_GBps, link, mem_bw_GBps, nic_GBps, pcie_
 
     return build_system(preset_name, nodes, build_node, ScaleOut(nic_GBps, "roce", pcie_GBps), fabric=fabric,
                         oversubscription=oversubscription, leaf_ports=leaf_ports, description=description,
-                        sources=["hardware.md: Other domestic accelerators"] + list(sources),
+                        sources=["docs/hardware.md#other-accelerators: link figures per card"] + list(sources),
                         model={link: _LINK_MODEL})
 
 
@@ -42,9 +48,9 @@ def mlu370_x8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     100.0
     """
     return _mesh8("mlu370-x8",
-                  per_card_uni_GBps=100.0,     # hardware.md: MLU-Link 200 GB/s bidir per card
+                  per_card_uni_GBps=100.0,     # docs/hardware.md#other-accelerators: MLU-Link 200 GB/s bidir per card
                   link="mlulink",
-                  mem_bw_GBps=614.4,           # estimate: not in hardware.md; MLU370-X8 LPDDR5 data-sheet figure
+                  mem_bw_GBps=614.4,           # estimate (docs/hardware.md#estimates): MLU370-X8 LPDDR5 data sheet
                   nic_GBps=25.0,               # estimate: one 200 GbE RoCE NIC per card
                   pcie_GBps=PCIE_GEN4_X16_GBps,
                   description="8x MLU370-X8 (estimate: full mesh of MLU-Link, 200 GB/s bidir per card)",
@@ -61,10 +67,11 @@ def mccx_d800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     120.0
     """
     return _mesh8("mccx-d800",
-                  # hardware.md: MTLink 240 GB/s per S4000 (direction not stated; taken as bidir -> 120 uni, estimate)
+                  # docs/hardware.md#other-accelerators: MTLink 240 GB/s per S4000 (direction not stated;
+                  # taken as bidir -> 120 uni, estimate)
                   per_card_uni_GBps=120.0,
                   link="mtlink",
-                  mem_bw_GBps=768.0,           # estimate: not in hardware.md; S4000 GDDR6 data-sheet figure
+                  mem_bw_GBps=768.0,           # estimate (docs/hardware.md#estimates): S4000 GDDR6 data sheet
                   nic_GBps=25.0,               # estimate: one 200 GbE RoCE NIC per card
                   pcie_GBps=PCIE_GEN5_X16_GBps,
                   description="8x MTT S4000 (estimate: full mesh of MTLink, 240 GB/s bidir per card)",
@@ -77,8 +84,9 @@ def mccx_d800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
 def br100_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     """8 Biren BR100 in a direct full mesh.
 
-    hardware.md: 8 BLink ports, 2.3 TB/s total, up to 8 chips directly connected. Estimate: the total is
-    bidir over 8 ports (143.75 GB/s uni per port); 7 ports go to the 7 peers, the eighth is unused here.
+    docs/hardware.md#other-accelerators: 8 BLink ports, 2.3 TB/s total, up to 8 chips directly connected.
+    Estimate (docs/hardware.md#estimates): the total is bidir over 8 ports (143.75 GB/s uni per port); 7
+    ports go to the 7 peers, the eighth is unused here.
 
     >>> round(br100_8().peak_bw_GBps(), 2)
     1006.25
@@ -87,7 +95,7 @@ def br100_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     return _mesh8("br100-8",
                   per_card_uni_GBps=7 * port_uni_GBps,
                   link="blink",
-                  mem_bw_GBps=1640.0,          # estimate: not in hardware.md; BR100 HBM2e data-sheet figure
+                  mem_bw_GBps=1640.0,          # estimate (docs/hardware.md#estimates): BR100 HBM2e data sheet
                   nic_GBps=25.0,               # estimate: one 200 GbE RoCE NIC per chip
                   pcie_GBps=PCIE_GEN5_X16_GBps,
                   description="8x BR100 (estimate: full mesh of BLink, 7 of 8 ports at 143.75 GB/s uni)",

@@ -6,9 +6,10 @@ import json
 import networkx as nx
 import pytest
 
-from bench import plots, scaling
+from bench import plots
+from collectives import study as scaling
 from bench.cli import main
-from bench.scaling import Progress, sweep, take_devices
+from collectives.study import Progress, sweep, take_devices
 from topologies import Topology, preset, switch
 from topologies.graph import add_link
 
@@ -35,26 +36,37 @@ def test_allgather_keeps_the_per_device_block_constant():
     # Direct allgather on the switch: every device sends its block m to P-1 peers over its uplink,
     # concurrently: time 2L + (P-1) m / B, busbw = (P-1) m / time; nbytes (nccl-tests S) = P m.
     B, L, m = 50.0, 2.0, 2**16
-    s = sweep("allgather", [switch(8, bw_GBps=B, lat_us=L)], [m], devices=[2, 4, 8], algorithm="direct")
+    s = sweep("allgather", [switch(8, bw_GBps=B, lat_us=L)], [m], devices=[2, 4, 8], algorithm="direct",
+              per_device=True)
     busbw = {}
     for r in s.rows:
         P = r["P"]
         assert r["size"] == m and r["nbytes"] == P * m
         busbw[P] = (P - 1) * m / ((P - 1) * m / (B * 1e9) + 2 * L * 1e-6) / 1e9
         assert r["busbw_GBps"] == pytest.approx(busbw[P], rel=1e-9)
-    for r in s.rows:
-        assert r["scaling_loss"] == pytest.approx(1 - busbw[r["P"]] / busbw[2], rel=1e-9, abs=1e-12)
-    # With the nccl-tests convention the same S is split over more devices.
-    tot = sweep("allgather", [switch(8, bw_GBps=B, lat_us=L)], [8 * m], devices=[2, 8], algorithm="direct",
-                per_device=False)
+    for r in s.rows:  # busbw grows with P here: a ratio above 1, no loss
+        assert r["busbw_ratio"] == pytest.approx(busbw[r["P"]] / busbw[2], rel=1e-9)
+        assert r["scaling_loss"] == 0.0
+    # With the nccl-tests convention (the default) the same S is split over more devices.
+    tot = sweep("allgather", [switch(8, bw_GBps=B, lat_us=L)], [8 * m], devices=[2, 8], algorithm="direct")
     assert [r["nbytes"] for r in tot.rows] == [8 * m, 8 * m]
 
 
 def test_nbytes_convention():
-    assert scaling.nbytes_for("allreduce", 1024, 8) == 1024
-    assert scaling.nbytes_for("alltoall", 1024, 8) == 8192
-    assert scaling.nbytes_for("reduce_scatter", 1024, 3) == 3072
-    assert scaling.nbytes_for("allgather", 1024, 8, per_device=False) == 1024
+    assert scaling.nbytes_for("allreduce", 1024, 8, per_device=True) == 1024
+    assert scaling.nbytes_for("alltoall", 1024, 8, per_device=True) == 8192
+    assert scaling.nbytes_for("reduce_scatter", 1024, 3, per_device=True) == 3072
+    assert scaling.nbytes_for("allgather", 1024, 8) == 1024
+
+
+def test_a_gain_is_a_ratio_above_one_not_a_negative_loss():
+    # On a full mesh a device has one link per peer, so busbw grows with P: ratio > 1, loss 0.
+    from topologies import full_mesh
+    s = sweep("allreduce", [full_mesh(8, bw_GBps=10.0)], [2**26], devices=[2, 8], algorithm="direct")
+    small, big = s.rows
+    assert small["busbw_ratio"] == 1.0 and small["scaling_loss"] == 0.0
+    assert big["busbw_ratio"] > 3 and big["scaling_loss"] == 0.0
+    assert big["scaling_gain"] == pytest.approx(big["busbw_ratio"] - 1)
 
 
 # -- sub-topologies ----------------------------------------------------------------------------------
@@ -130,13 +142,14 @@ def test_scaling_cli_table_and_json(capsys, tmp_path):
     assert rc == 0
     rows = _rows(text)
     assert len(rows) == 2 * 3 * 2
-    assert rows[0][:4] == ["atlas800t-a2", "-", "2", "1M"] and rows[0][-1] == "+0.000"
+    assert rows[0][:4] == ["atlas800t-a2", "-", "2", "1M"] and rows[0][-2:] == ["1.000", "0.000"]
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "ccemu-scaling" and doc["version"] == 1 and doc["size_convention"] == "per-device"
+    assert doc["schema"] == "ccemu-scaling" and doc["version"] == 1 and doc["size_convention"] == "total"
     r = doc["rows"][-1]
     assert set(scaling.ROW_KEYS) <= set(r) and r["topology"] == "hgx-h20" and r["P"] == 8
     base = next(x for x in doc["rows"] if x["topology"] == "hgx-h20" and x["P"] == 2 and x["size"] == r["size"])
-    assert r["scaling_loss"] == pytest.approx(1 - r["busbw_GBps"] / base["busbw_GBps"])
+    assert r["busbw_ratio"] == pytest.approx(r["busbw_GBps"] / base["busbw_GBps"])
+    assert r["scaling_loss"] == pytest.approx(max(0.0, 1 - r["busbw_ratio"]))
 
 
 def test_scaling_cli_varies_nodes(capsys):

@@ -1,9 +1,10 @@
-"""The scaling-loss study: one collective on one or more systems, over device counts and message sizes.
+"""The study: one collective on one or more systems, over device counts and message sizes.
 
 :func:`sweep` simulates (time plane only, no data) every combination of system variant and size and
-returns a :class:`Study`: rows of time, algbw, busbw, peak, bus efficiency, scaling loss and the
-algorithm used, printable as a table (:meth:`Study.table`) and as JSON (:meth:`Study.as_dict`).
-``ccemu scaling`` (:mod:`bench.scaling_cmd`) is the command-line face of it.
+returns a :class:`Study`: rows of time, algbw, busbw, peak, bus efficiency, busbw ratio and scaling
+loss and the algorithm used, printable as a table (:meth:`Study.table`) and as JSON
+(:meth:`Study.as_dict`). :func:`compare` runs several collectives over several systems.
+``ccemu scaling`` and ``ccemu compare`` (:mod:`bench.scaling_cmd`) are their command-line faces.
 
 How the device count varies
 ---------------------------
@@ -13,26 +14,28 @@ How the device count varies
 
 Message sizes (the ``size`` column)
 -----------------------------------
-Scaling loss compares runs at the *same per-device message size*, so by default ``size`` is what
-one device holds, and the nccl-tests size ``nbytes`` (S) follows from it:
+One convention everywhere, as in ``ccemu bench``: by default ``size`` is nccl-tests' size S
+(``nbytes``). ``per_device=True`` takes ``size`` as what one device holds instead, which keeps the
+per-device message the same as P grows, and S follows from it:
 
 - allreduce, broadcast, reduce: ``nbytes = size`` (every device holds the whole buffer);
-- allgather, reduce_scatter, alltoall: ``nbytes = P x size``: ``size`` is one device's block
-  (allgather: its input; reduce_scatter: its output; alltoall: what it sends to *each* peer), so
-  nbytes grows with P while each block stays the same.
+- allgather, reduce_scatter, alltoall (collectives declaring ``per_device_blocks``):
+  ``nbytes = P x size``: ``size`` is one device's block (allgather: its input; reduce_scatter: its
+  output; alltoall: what it sends to *each* peer).
 
-``per_device=False`` takes sizes as nccl-tests' S instead (what ``ccemu bench`` and
-``ccemu compare`` use): the same S on every system, whatever its P.
+Every table header states the convention used.
 
 Scaling loss
 ------------
-``scaling_loss(P) = 1 - busbw(P) / busbw(P0)`` for the same system and size, ``P0`` the smallest
-device count of the sweep on that system (so the loss at ``P0`` is 0; negative means busbw grew).
+For the same system and size, with ``P0`` the smallest device count of the sweep on that system:
+``busbw_ratio = busbw(P) / busbw(P0)`` (above 1: busbw grew), ``scaling_loss = max(0, 1 - ratio)``
+(the fraction of busbw lost; 0 where nothing was lost) and ``scaling_gain = max(0, ratio - 1)``.
 
 >>> from topologies import switch
 >>> s = sweep("allreduce", [switch(8, bw_GBps=100.0, lat_us=0.0)], [2**20], devices=[2, 4], algorithm="ring")
->>> [(r["P"], r["nbytes"], round(r["busbw_GBps"], 6), round(r["scaling_loss"], 6)) for r in s.rows]
-[(2, 1048576, 100.0, 0.0), (4, 1048576, 100.0, 0.0)]
+>>> [(r["P"], r["nbytes"], round(r["busbw_GBps"], 6), round(r["busbw_ratio"], 9), round(r["scaling_loss"], 9))
+...  for r in s.rows]
+[(2, 1048576, 100.0, 1.0, 0.0), (4, 1048576, 100.0, 1.0, 0.0)]
 """
 
 from __future__ import annotations
@@ -41,77 +44,99 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from collectives import auto, registry
-from collectives.api import simulate
-from collectives.registry import AlgorithmUnavailable
 from topologies import Topology
 from topologies.whatif import take_devices
+
+from . import registry, select
+from .registry import AlgorithmUnavailable
+from .timing import SELECTIONS, simulate
 
 SCHEMA = "ccemu-scaling"
 VERSION = 1
 
-#: Collectives whose nccl-tests size S is P per-device blocks (see the module docstring).
-SCALES_WITH_P = frozenset({"allgather", "reduce_scatter", "alltoall"})
-
 ROW_KEYS = ("topology", "system", "nodes", "P", "size", "nbytes", "algorithm", "protocol", "time_s", "algbw_GBps",
-            "busbw_GBps", "peak_GBps", "bus_efficiency", "scaling_loss")
+            "busbw_GBps", "peak_GBps", "bus_efficiency", "busbw_ratio", "scaling_loss", "scaling_gain")
 
 
-# -- sub-topologies ------------------------------------------------------------------------------
+#: Sizes beyond a pebibyte per call are typing mistakes, not what-ifs.
+MAX_SIZE = 2**50
 
-# -- sizes ------------------------------------------------------------------------------------------
 
-def nbytes_for(collective: str, size: int, P: int, per_device: bool = True) -> int:
-    """nccl-tests' size S of a call whose per-device message is ``size`` bytes on ``P`` devices.
+def parse_size(text) -> int:
+    """nccl-tests sizes: a whole number of bytes with an optional K/M/G suffix (binary: 1K = 1024).
 
-    >>> nbytes_for("allreduce", 1024, 8), nbytes_for("allgather", 1024, 8), nbytes_for("alltoall", 1024, 8, False)
+    >>> parse_size("128M"), parse_size("8"), parse_size("1g")
+    (134217728, 8, 1073741824)
+    """
+    t = str(text).strip()
+    mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(t[-1:].upper(), 1)
+    digits = t[:-1] if mult > 1 else t
+    if not digits.isdigit():
+        raise ValueError(f"size {text!r} is not a whole number of bytes with an optional K/M/G suffix")
+    return int(digits) * mult
+
+
+def size_sweep(lo: int, hi: int, factor: float | None = None, step: int | None = None, names=None) -> list[int]:
+    """Sizes from ``lo`` to ``hi`` as nccl-tests steps them: times ``factor`` (rounding down, at
+    least one byte more each time), or else plus ``step``. ``names`` (four strings) name the four
+    arguments in error messages, e.g. the command-line flags that gave them.
+
+    >>> size_sweep(8, 128, factor=2)
+    [8, 16, 32, 64, 128]
+    >>> size_sweep(1024, 4096, step=1024)
+    [1024, 2048, 3072, 4096]
+    >>> size_sweep(8, 4, names=("-b 8", "-e 4", "-f", "-i"))
+    Traceback (most recent call last):
+    ...
+    ValueError: -b 8 is larger than -e 4
+    """
+    n_lo, n_hi, n_factor, n_step = names or (f"smallest size {lo}", f"largest size {hi}", f"size factor {factor}",
+                                             f"size increment {step}")
+    if hi > MAX_SIZE:
+        raise ValueError(f"{n_hi} is larger than the largest size ccemu takes (1P = {MAX_SIZE} bytes)")
+    if lo > hi:
+        raise ValueError(f"{n_lo} is larger than {n_hi}")
+    if factor is not None:
+        if not (factor > 1 and math.isfinite(factor)):
+            raise ValueError(f"{n_factor} must be a factor greater than 1")
+        out, s = [], lo
+        while s <= hi:
+            out.append(s)
+            s = max(s + 1, int(s * factor))
+        return out
+    if step is None or step <= 0:
+        raise ValueError(f"{n_step} must be positive")
+    return list(range(lo, hi + 1, step)) if lo > 0 or hi > 0 else [0]
+
+
+def nbytes_for(collective: str, size: int, P: int, per_device: bool = False) -> int:
+    """nccl-tests' size S of a call of ``size`` bytes (per device with ``per_device``) on ``P`` devices.
+
+    >>> nbytes_for("allreduce", 1024, 8, True), nbytes_for("allgather", 1024, 8, True), nbytes_for("alltoall", 1024, 8)
     (1024, 8192, 1024)
     """
-    registry.collective(collective)
-    return size * P if (per_device and collective in SCALES_WITH_P) else size
+    return registry.collective(collective).nbytes_for_size(size, P, per_device)
 
 
 # -- one point --------------------------------------------------------------------------------------
 
 def candidates(collective: str, P: int) -> tuple[list[str], list[str]]:
-    """Algorithms ``auto`` tries on ``P`` devices, and a note on the ones it leaves out there
-    (:data:`collectives.auto.LARGE_P` and ``LARGE_P_ALGORITHMS``).
+    """Algorithms a choice (``auto``/``best``) times on ``P`` devices, and a note on the ones it
+    leaves out there (:data:`collectives.select.LARGE_P` and the algorithms' ``large_scale``).
 
     >>> names, notes = candidates("alltoall", 384)
-    >>> "pairwise" in names, "direct" in names, notes[0].startswith("auto leaves out alltoall")
+    >>> "pairwise" in names, "direct" in names, notes[0].startswith("best leaves out alltoall")
     (False, True, True)
     >>> candidates("alltoall", 8)[1]
     []
     """
     names = registry.list_algorithms(collective)
-    if P <= auto.LARGE_P:
+    if P <= select.LARGE_P:
         return names, []
-    keep = auto.LARGE_P_ALGORITHMS.get(collective, names)
-    slow = [a for a in names if a not in keep]
-    note = (f"auto leaves out {collective} {', '.join(slow)} at P > {auto.LARGE_P}: "
-            "collectives.auto times only quick-to-emulate schedules there")
-    return [a for a in names if a in keep], [note] if slow else []
-
-
-def simulate_point(collective: str, nbytes: int, topo: Topology, algorithm: str = "auto", model=None,
-                   dtype="float32", jitter=None, seed: int = 0, iters: int = 20):
-    """The :class:`~collectives.api.SimResult` of one call; ``algorithm="auto"`` takes the fastest
-    (:func:`collectives.auto.choose_result`). With ``jitter`` the chosen algorithm and parameters
-    are then disturbed over ``iters`` seeded calls (``time_s`` is their median).
-
-    Raises
-    ------
-    collectives.registry.AlgorithmUnavailable
-        The named algorithm (or, for ``auto``, every candidate) cannot run on this topology.
-    """
-    if algorithm != "auto":
-        r = simulate(collective, nbytes, topo, algorithm=algorithm, dtype=dtype, model=model)
-    else:
-        r = auto.choose_result(collective, nbytes, topo, dtype=dtype, model=model)
-    if jitter is not None:
-        r = simulate(collective, nbytes, topo, algorithm=r.algorithm, dtype=dtype, model=model, jitter=jitter,
-                     seed=seed, iters=iters, **r.params)
-    return r
+    slow = [a for a in names if not registry.info(collective, a).large_scale]
+    note = (f"best leaves out {collective} {', '.join(slow)} at P > {select.LARGE_P}: "
+            "collectives.select times only quick-to-emulate schedules there")
+    return [a for a in names if a not in slow], [note] if slow else []
 
 
 # -- system variants -------------------------------------------------------------------------------
@@ -226,15 +251,16 @@ class Study:
         size_text = ("size = per-device message (nbytes = nccl-tests size S)" if self.per_device
                      else "size = nccl-tests size S")
         header = [f"ccemu scaling: {self.collective}, algorithm {self.algorithm}; {size_text}",
-                  "loss = 1 - busbw(P)/busbw(P0) at the same size, P0 = the smallest device count per topology"]
+                  "ratio = busbw(P)/busbw(P0) at the same size, P0 = the smallest device count per topology; "
+                  "loss = 1 - ratio where busbw fell (0 where it held or grew)"]
         header += self.notes
         cols = ["topology", "nodes", "P", "size", "nbytes", "algorithm", "time_us", "algbw GB/s", "busbw GB/s",
-                "peak GB/s", "buseff", "loss"]
+                "peak GB/s", "buseff", "ratio", "loss"]
         body = [[r["topology"], "-" if r["nodes"] is None else str(r["nodes"]), str(r["P"]), byte_label(r["size"]),
                  str(r["nbytes"]), r["algorithm"] if not r.get("unavailable") else "n/a",
                  _fmt(r["time_s"], 1e6, ".2f"), _fmt(r["algbw_GBps"], 1, ".2f"), _fmt(r["busbw_GBps"], 1, ".2f"),
                  _fmt(r["peak_GBps"], 1, ".1f"), _fmt(r["bus_efficiency"], 1, ".3f"),
-                 _fmt(r["scaling_loss"], 1, "+.3f")] for r in self.rows]
+                 _fmt(r["busbw_ratio"], 1, ".3f"), _fmt(r["scaling_loss"], 1, ".3f")] for r in self.rows]
         if any("p99_s" in r for r in self.rows):  # under an instability profile: time_us is the median
             cols.insert(7, "p99_us")
             for row, r in zip(body, self.rows):
@@ -243,7 +269,7 @@ class Study:
 
 
 def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorithm: str = "auto",
-          per_device: bool = True, model=None, dtype="float32", progress: Progress | None = None,
+          per_device: bool = False, model=None, dtype="float32", progress: Progress | None = None,
           jitter=None, seed: int = 0, iters: int = 20) -> Study:
     """Simulate ``collective`` on every system variant and size; see the module docstring.
 
@@ -254,11 +280,11 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
         Preset names, topology files or built topologies (varied by ``devices`` / ``nodes``), or
         ready :class:`Variant` objects (used as they are).
     sizes : list of int
-        Message sizes in bytes (per device, or nccl-tests' S with ``per_device=False``).
+        Message sizes in bytes: nccl-tests' S, or per device with ``per_device=True``.
     devices, nodes : list of int, optional
         Device counts (first k devices) or server counts; see :func:`variants`.
     algorithm : str
-        An algorithm name or ``"auto"`` (the fastest per point, :func:`simulate_point`).
+        An algorithm name, ``"auto"`` or ``"best"`` (see :func:`collectives.simulate`).
     model : dict, optional
         Network-model overrides for every call (:func:`topologies.model.resolve`).
     jitter, seed, iters : optional
@@ -272,8 +298,8 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
     Study
     """
     registry.collective(collective)
-    if algorithm != "auto":
-        registry.builder(collective, algorithm)  # unknown names fail before any work
+    if algorithm not in SELECTIONS:
+        registry.info(collective, algorithm)  # unknown names fail before any work
     if not sizes:
         raise ValueError("no message sizes given")
     for s in sizes:
@@ -289,7 +315,7 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
     if small:
         raise ValueError(f"{small[0].label} at {small[0].P} device: busbw is 0 on one device; use 2 or more")
     study = Study(collective, algorithm, per_device)
-    if algorithm == "auto":
+    if algorithm in SELECTIONS:
         for v in systems:
             for note in candidates(collective, v.P)[1]:
                 if note not in study.notes:
@@ -301,7 +327,8 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
             row = {"topology": v.label, "system": v.topology.name, "nodes": v.nodes, "P": v.P, "size": size,
                    "nbytes": nb}
             try:
-                r = simulate_point(collective, nb, v.topology, algorithm, model, dtype, jitter, seed, iters)
+                r = simulate(collective, nb, v.topology, algorithm=algorithm, dtype=dtype, model=model, jitter=jitter,
+                             seed=seed, iters=iters)
             except AlgorithmUnavailable as exc:
                 row.update(algorithm=algorithm, protocol=None, time_s=None, algbw_GBps=None, busbw_GBps=None,
                            peak_GBps=None, bus_efficiency=None, unavailable=str(exc))
@@ -318,11 +345,12 @@ def sweep(collective: str, topologies, sizes, devices=None, nodes=None, algorith
 
 
 def add_scaling_loss(rows: list) -> None:
-    """Set ``row["scaling_loss"]`` = 1 - busbw / busbw at the smallest P of the same topology and size.
+    """Set ``busbw_ratio``, ``scaling_loss`` and ``scaling_gain`` of every row against the row of the
+    smallest P of the same topology and size (see the module docstring).
 
-    >>> rows = [{"topology": "t", "size": 8, "P": p, "busbw_GBps": b} for p, b in ((4, 90.0), (2, 100.0), (8, None))]
-    >>> add_scaling_loss(rows); [r["scaling_loss"] for r in rows]
-    [0.09999999999999998, 0.0, None]
+    >>> rows = [{"topology": "t", "size": 8, "P": p, "busbw_GBps": b} for p, b in ((4, 90.0), (2, 100.0), (8, 125.0))]
+    >>> add_scaling_loss(rows); [(r["busbw_ratio"], round(r["scaling_loss"], 3), r["scaling_gain"]) for r in rows]
+    [(0.9, 0.1, 0.0), (1.0, 0.0, 0.0), (1.25, 0.0, 0.25)]
     """
     base = {}
     for r in rows:
@@ -332,7 +360,10 @@ def add_scaling_loss(rows: list) -> None:
     for r in rows:
         b0 = base[(r["topology"], r["size"])]["busbw_GBps"]
         b = r["busbw_GBps"]
-        r["scaling_loss"] = 1.0 - b / b0 if (b is not None and b0) else None
+        ratio = b / b0 if (b is not None and b0) else None
+        r["busbw_ratio"] = ratio
+        r["scaling_loss"] = None if ratio is None else max(0.0, 1.0 - ratio)
+        r["scaling_gain"] = None if ratio is None else max(0.0, ratio - 1.0)
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -474,8 +505,8 @@ def compare(systems=SEED_SYSTEMS, collectives=SEED_COLLECTIVES, sizes=None, node
     sizes = list(sizes or [2**20 * 4**i for i in range(6)])
     for c in collectives:
         registry.collective(c)
-        if algorithm != "auto":
-            registry.builder(c, algorithm)
+        if algorithm not in SELECTIONS:
+            registry.info(c, algorithm)
     notes = []
     chosen = []
     for spec in systems:
@@ -489,7 +520,7 @@ def compare(systems=SEED_SYSTEMS, collectives=SEED_COLLECTIVES, sizes=None, node
             chosen.append(Variant(str(spec), one if n in (None, 1) else load_topology(spec, nodes=n), n))
     if not chosen:
         raise ValueError("no system left to compare (all above max_devices)")
-    if algorithm == "auto":
+    if algorithm in SELECTIONS:
         # One note per collective, naming the systems it concerns.
         for c in collectives:
             big = [v for v in chosen if candidates(c, v.P)[1]]

@@ -1,0 +1,131 @@
+"""Choosing the algorithm of a call: ``best`` times every candidate on the network model.
+
+Candidates (:func:`candidates`): every registered algorithm of the collective with its tuned
+parameters (:func:`collectives.tuning.default_params`), plus a few channel counts for the
+algorithms that take ``channels``, a quarter and four times the tuned depth for pipelined ones, and
+the extra parameter sets an algorithm declares (``variants``, e.g. ``hierarchical``'s
+``intra`` / ``inter`` pairs). Algorithms that cannot run on the topology
+(:class:`~collectives.registry.AlgorithmUnavailable`) are skipped with the reason.
+
+On large systems (more than :data:`LARGE_P` devices) only algorithms that declare themselves
+``large_scale`` are timed, and none whose schedule has more than :data:`MAX_FLOWS` transfers; the
+others are reported as skipped. :func:`collectives.simulate` with ``algorithm="best"`` (and, until
+the library models land, ``"auto"``) takes the fastest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import registry
+from .algorithms.pipeline import coprime_strides
+from .registry import AlgorithmUnavailable
+from .tuning import MAX_CHUNKS, default_params, is_full_mesh, pipeline_chunks
+
+#: Channel counts tried go up to this.
+MAX_CHANNELS = 8
+#: Above this many devices only algorithms declared ``large_scale`` are timed.
+LARGE_P = 64
+#: On large systems, schedules with more transfers than this (see :func:`timed_flows`) are not timed.
+MAX_FLOWS = 400_000
+
+
+@dataclass
+class Trial:
+    """One candidate: its algorithm and parameters, and its result or why it was not timed."""
+
+    algorithm: str
+    params: dict
+    result: object = None       # SimResult
+    skipped: str | None = None  # reason, when not timed
+
+
+def candidates(collective: str, topology, nbytes: int | None = None, given: dict | None = None
+               ) -> list[tuple[str, dict]]:
+    """``(algorithm, params)`` pairs ``best`` tries for one call.
+
+    ``given`` parameters are imposed on every candidate; algorithms that do not take all of them
+    are left out.
+
+    >>> from topologies import full_mesh
+    >>> [a for a, p in candidates("alltoall", full_mesh(4))]
+    ['bruck', 'direct', 'hierarchical', 'pairwise']
+    >>> candidates("allreduce", full_mesh(4), given={"chunks": 2})[:2]
+    [('in_network', {'chunks': 2}), ('ring', {'channels': 2, 'chunks': 2})]
+    """
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    out = []
+    for name in registry.list_algorithms(collective):
+        alg = registry.info(collective, name)
+        if not set(given) <= set(alg.params):
+            continue
+        for params in _variants(alg, topology, nbytes):
+            params = {**params, **given}
+            if (name, params) not in out:
+                out.append((name, params))
+    return out
+
+
+def _variants(alg, topology, nbytes):
+    base = default_params(alg.collective, alg.name, topology, nbytes)
+    yield base
+    P = topology.num_devices
+    if "channels" in base:
+        # Channel c is the ring of stride s_c: on a full mesh each stride has links of its own (up
+        # to the coprime strides, and MAX_CHANNELS); elsewhere only the two directions of the index
+        # ring (1 and P-1) can differ, so more channels only cost time to simulate.
+        limit = min(len(coprime_strides(P)), MAX_CHANNELS) if is_full_mesh(topology) else min(2, P - 1)
+        for c in sorted({1, 2, 4, limit}):
+            if c <= limit and c != base["channels"]:
+                v = dict(base, channels=c)
+                if alg.pipelined:    # pipelines re-tune their depth for the smaller share per channel
+                    v["chunks"] = pipeline_chunks(alg, topology, nbytes, c)
+                yield v
+    if alg.pipelined and "chunks" in base:
+        for f in (0.25, 4.0):
+            c = max(1, min(4 * MAX_CHUNKS, round(base["chunks"] * f)))
+            if c != base["chunks"]:
+                yield dict(base, chunks=c)
+    if alg.variants is not None:
+        for extra in alg.variants(topology):
+            yield dict(base, **extra)
+
+
+def rank(collective: str, nbytes: int, topology, timer, given: dict | None = None, itemsize: int = 4
+         ) -> list[Trial]:
+    """Every candidate timed by ``timer(algorithm, params)`` (or the reason it was not), fastest
+    first, then the skipped ones. Ties keep candidate order (algorithms by name, defaults first)."""
+    spec = registry.collective(collective)
+    large = topology.num_devices > LARGE_P
+    trials = []
+    for name, params in candidates(collective, topology, nbytes, given):
+        if large and not registry.info(collective, name).large_scale:
+            trials.append(Trial(name, params, skipped=f"not timed on more than {LARGE_P} devices "
+                                                      "(schedule too large to time quickly)"))
+            continue
+        try:
+            if large:
+                count = spec.count_for_nbytes(int(nbytes), topology.num_devices, itemsize)
+                flows = timed_flows(registry.build_schedule(collective, name, topology.num_devices, count,
+                                                            topology=topology, **params))
+                if flows > MAX_FLOWS:
+                    trials.append(Trial(name, params, skipped=f"{flows} transfers to time (more than {MAX_FLOWS})"))
+                    continue
+            res = timer(name, params)
+        except AlgorithmUnavailable as exc:
+            trials.append(Trial(name, params, skipped=str(exc)))
+            continue
+        trials.append(Trial(name, res.params, res))
+    timed = sorted((t for t in trials if t.result is not None), key=lambda t: t.result.time_s)
+    return timed + [t for t in trials if t.result is None]
+
+
+def timed_flows(schedule) -> int:
+    """Transfers between different endpoints summed over the schedule's phases (each phase once,
+    whatever its repeat count): a measure of the time the network model takes to time it."""
+    return int(sum(int((ph.src != ph.dst).sum()) for ph in schedule.phases))
+
+
+def unavailable(collective: str, topology, trials) -> AlgorithmUnavailable:
+    reasons = "; ".join(f"{t.algorithm}: {t.skipped}" for t in trials) or "no candidate"
+    return AlgorithmUnavailable(f"no {collective} algorithm can run on {topology.name!r}: {reasons}")
