@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from topologies.model import PROTOCOLS
-from topologies.network import StepTimer
+from topologies.network import StepSolver, StepTimer
 
 from . import dtypes, registry, select
 from .ops import check_op
@@ -186,10 +186,11 @@ def _simulate_one(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, 
     schedule = build_schedule(collective, algorithm, P, count, root, topology=topology, **params)
     protos = PROTOCOLS if protocol == "auto" else (protocol,)
     segments = []
+    merge = not schedule.endpoints  # switches that take part are addressed by their own node ids
     if failure is not None:
         first, after = failure
-        segments.append((first, after, [_timer(after, model, p) for p in protos]))
-    timed = _time_schedule(schedule, spec, topology, [_timer(topology, model, p) for p in protos], itemsize,
+        segments.append((first, after, [_timer(after, model, p, merge) for p in protos]))
+    timed = _time_schedule(schedule, spec, topology, [_timer(topology, model, p, merge) for p in protos], itemsize,
                            keep_shapes=jitter is not None, segments=segments)
     best = min(range(len(protos)), key=lambda i: timed[i].total)  # ties keep the earlier regime (simple)
     proto, run = protos[best], timed[best]
@@ -230,7 +231,7 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     topology are counted on the same links of ``topology``.
     """
     reduce_Bps = _reduce_rates(topology)
-    runs = [_Run(t.link.call_s, t.link.capacity_Bps, t.link.call_s, link_bytes=np.zeros(len(t.link.capacity_Bps)))
+    runs = [_Run(t.link.call_s, t.capacity_Bps, t.link.call_s, link_bytes=np.zeros(len(t.capacity_Bps)))
             for t in timers]
     if schedule.endpoints:
         reduce_Bps = np.concatenate([reduce_Bps, [topology.graph.nodes[n].get("reduce_bw_GBps", math.inf) * 1e9
@@ -308,12 +309,15 @@ def peak_bw_GBps(topology) -> float:
     return topology.peak_bw_GBps()
 
 
-def _timer(topology, model, protocol):
-    key = (repr(sorted((model or {}).items())), protocol)
+def _timer(topology, model, protocol, merge_twins=True):
+    """The topology's step timer of a regime, sharing one solver per model across regimes."""
+    key = (repr(sorted((model or {}).items())), merge_twins)
     cache = topology.__dict__.setdefault("_step_timers", {})
-    if key not in cache:
-        cache[key] = StepTimer(topology, model, protocol)
-    return cache[key]
+    if (key, protocol) not in cache:
+        if key not in cache:
+            cache[key] = StepSolver(topology, model, merge_twins)
+        cache[(key, protocol)] = StepTimer(cache[key], protocol)
+    return cache[(key, protocol)]
 
 
 def _reduce_rates(topology) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from topologies import Topology, add_link
-from topologies.network import StepTimer
+from topologies.network import StepSolver, StepTimer
 from topologies.routing import route_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +54,7 @@ def test_step_times_equal_simgrid(seed):
     rng = np.random.default_rng(seed)
     topo = random_tree(rng, int(rng.integers(4, 12)))
     P = topo.num_devices
-    timer = StepTimer(topo, protocol="simple")
+    timer = StepTimer(StepSolver(topo), protocol="simple")
     a = topo.arrays
     steps, ours = [], []
     for _ in range(3):

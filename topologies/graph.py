@@ -264,6 +264,93 @@ class TopologyArrays:
         self.transit = np.array([k != "device" or bool(g.nodes[x].get("forward", False))
                                  for k, x in zip(kinds, self.nodes)], np.bool_)
         self.num_devices = topo.num_devices
+        self._kinds = kinds
+
+    @cached_property
+    def routing(self) -> "TopologyArrays | AggregatedArrays":
+        """The arrays routes and the network model run on: twin switches merged (see
+        :class:`AggregatedArrays`), or these arrays themselves when no node has a twin."""
+        groups = _twin_groups(self)
+        return AggregatedArrays(self, groups) if groups else self
+
+    # Identity mapping of edges, so that code can treat these as the routing arrays of themselves.
+    @cached_property
+    def edge_of(self) -> np.ndarray:
+        return np.arange(len(self.edges), dtype=np.int64)
+
+    @cached_property
+    def share(self) -> np.ndarray:
+        return np.ones(len(self.edges))
+
+
+class AggregatedArrays:
+    """Routing arrays with every group of twin switches merged into one node (an exact reduction).
+
+    Twins are non-device nodes with the same neighbours and, to each neighbour, links of the same
+    kind and latency whose bandwidths are one vector scaled per twin (the spines of a fat tree, or
+    switch chips reached by 5, 5, 4 and 4 links). Every fewest-hop path through one twin has a
+    sibling through each other, and the bandwidth-weighted split sends each twin a share of the
+    traffic in proportion to its links' bandwidth; so every twin link between the same two
+    neighbours carries the same fraction of its capacity, and max-min fair rates are those of one
+    merged node whose links have the summed bandwidth. Routes and max-min solves then handle one
+    edge where the graph has one per twin.
+
+    ``edge_of[e]`` is the merged edge of original edge ``e`` and ``share[e]`` the fraction of the
+    merged edge's traffic (and capacity) it stands for. Node ids below P (the devices) are kept.
+    """
+
+    def __init__(self, base: TopologyArrays, groups: list[list[int]]):
+        n = len(base.nodes)
+        rep = np.arange(n)
+        for grp in groups:
+            rep[grp] = grp[0]
+        keep = np.flatnonzero(rep == np.arange(n))
+        new_id = np.full(n, -1, np.int64)
+        new_id[keep] = np.arange(len(keep))
+        node_of = new_id[rep]
+        self.num_devices = base.num_devices
+        self.nodes = [base.nodes[i] for i in keep]
+        self.link_kinds = base.link_kinds
+        src, dst = node_of[base.edge_src], node_of[base.edge_dst]
+        pair = src * len(keep) + dst
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        self.edge_of = inverse.astype(np.int64)
+        self.edge_src, self.edge_dst = (uniq // len(keep)).astype(np.int64), (uniq % len(keep)).astype(np.int64)
+        self.bw_GBps = np.bincount(inverse, weights=base.bw_GBps, minlength=len(uniq))
+        self.share = base.bw_GBps / self.bw_GBps[inverse]
+        first = np.zeros(len(uniq), np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+        self.lat_us = base.lat_us[first]
+        self.edge_kind = base.edge_kind[first]
+        m = len(keep)
+        self.out_ptr = np.searchsorted(self.edge_src, np.arange(m + 1)).astype(np.int64)
+        rorder = np.lexsort((self.edge_src, self.edge_dst))
+        self.in_edges = rorder.astype(np.int64)
+        self.in_ptr = np.searchsorted(self.edge_dst[rorder], np.arange(m + 1)).astype(np.int64)
+        self.transit = base.transit[keep]
+        self.merged = len(base.nodes) - m
+
+
+def _twin_groups(a: TopologyArrays) -> list[list[int]]:
+    """Groups (of two or more) of twin non-device nodes; see :class:`AggregatedArrays`."""
+    out_sig = {}
+    P = a.num_devices
+    for u in range(P, len(a.nodes)):
+        if not a.transit[u]:
+            continue
+        lo, hi = a.out_ptr[u], a.out_ptr[u + 1]
+        ins = a.in_edges[a.in_ptr[u]:a.in_ptr[u + 1]]
+        outs = np.arange(lo, hi)
+        if len(outs) == 0 or len(ins) == 0:
+            continue
+        scale = float(a.bw_GBps[outs].max())
+        sig = (a._kinds[u],
+               tuple((int(a.edge_dst[e]), int(a.edge_kind[e]), float(a.lat_us[e]), round(a.bw_GBps[e] / scale, 12))
+                     for e in outs),
+               tuple(sorted((int(a.edge_src[e]), int(a.edge_kind[e]), float(a.lat_us[e]),
+                             round(a.bw_GBps[e] / scale, 12)) for e in ins)))
+        out_sig.setdefault(sig, []).append(u)
+    return [g for g in out_sig.values() if len(g) > 1]
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from . import model as _model
-from .graph import Topology
+from .graph import AggregatedArrays, Topology
 from .routing import route_pairs
 
 
@@ -43,14 +43,15 @@ class TransferResult:
 
 
 class LinkParams:
-    """Per-edge capacity (bytes/s) and per-edge message cost of a topology under resolved parameters."""
+    """Per-edge capacity (bytes/s) and per-edge message cost of a topology under resolved parameters
+    (edges of ``arrays``: ``topo.arrays`` by default, or its merged routing arrays)."""
 
-    def __init__(self, topo: Topology, model: dict | None = None, protocol: str = "simple"):
+    def __init__(self, topo: Topology, model: dict | None = None, protocol: str = "simple", arrays=None):
         if protocol not in _model.PROTOCOLS:
             raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(_model.PROTOCOLS)}")
         self.params = _model.resolve(topo.model, model)
         self.protocol = protocol
-        a = topo.arrays
+        a = topo.arrays if arrays is None else arrays
         eff = np.array([_model.link_param(self.params, k, "efficiency") for k in a.link_kinds])
         eff = eff * _model.PROTOCOL_EFFICIENCY[protocol]
         msg = np.array([_model.link_param(self.params, k, _model.MSG_KEY[protocol]) for k in a.link_kinds])
@@ -147,36 +148,35 @@ class StepDetail:
     edge_ids: np.ndarray
     edge_bytes: np.ndarray
 
-    @classmethod
-    def build(cls, routes, nbytes, lat_s, end_s, edge_kind):
-        owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
-        per_edge = np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=len(edge_kind))
-        ids = np.flatnonzero(per_edge)
-        return cls(nbytes, lat_s, end_s - lat_s, routes.kind_mask(edge_kind), ids, per_edge[ids])
-
     def link_bytes(self, n_edges: int) -> np.ndarray:
         return np.bincount(self.edge_ids, weights=self.edge_bytes, minlength=n_edges)
 
 
-class StepTimer:
-    """Times steps of concurrent transfers (all start together, no dependencies) on one topology.
+class StepSolver:
+    """Solves steps of concurrent transfers (all start together, no dependencies) once for every
+    protocol regime and message size.
 
-    Steps are cached by their (src, dst, nbytes) content, and routes by their pairs, so a ring's
-    2(P-1) identical steps and a sweep over message sizes cost one solve per distinct pattern.
+    The max-min rates scale with the links' capacities, and a regime scales every capacity by the
+    same factor (:data:`topologies.model.PROTOCOL_EFFICIENCY`); when every transfer's bytes scale
+    by one factor, the order in which transfers finish is unchanged and each one's data time scales
+    by it. So a step is solved once per pattern, with its bytes divided by the largest and at
+    Simple's capacities; each regime and size rescales that solution (exact up to rounding) and
+    adds its own latencies. A ring's 2(P-1) identical steps, the three regimes and a size sweep
+    therefore cost one solve per distinct pattern.
     """
 
-    def __init__(self, topo: Topology, model: dict | None = None, protocol: str = "simple"):
+    def __init__(self, topo: Topology, model: dict | None = None, merge_twins: bool = True):
         self.topo = topo
-        self.link = LinkParams(topo, model, protocol)
+        # Routes and max-min solves run on the merged routing arrays (exact, see
+        # topologies.graph.AggregatedArrays); endpoints other than devices need the plain ones.
+        self.arrays = topo.arrays.routing if merge_twins else topo.arrays
+        self.model = model
+        self.link = LinkParams(topo, model, "simple", self.arrays)
         self._cache = {}
 
-    def time(self, src, dst, nbytes):
-        """``(step_time_s, detail)`` for transfers ``src[k] -> dst[k]`` of ``nbytes[k]`` started at once;
-        ``detail`` (None when every transfer is local) is a :class:`StepDetail` of the remote transfers."""
-        key = (src.tobytes(), dst.tobytes(), np.asarray(nbytes, np.float64).tobytes())
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+    def solve(self, src, dst, nbytes):
+        """``(scale, pattern)`` for a step; ``pattern`` is None when every transfer is local, else
+        a :class:`_Pattern` solved for the bytes divided by ``scale`` (the largest flow's bytes)."""
         remote = src != dst
         s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
         # Several transfers between one pair in a step travel as one message (one flow): same
@@ -188,14 +188,78 @@ class StepTimer:
             first[inverse[::-1]] = np.arange(len(pair))[::-1]
             s, d, b = s[first], d[first], np.bincount(inverse, weights=b, minlength=len(uniq))
         if len(s) == 0:
+            return 0.0, None
+        scale = float(b.max())
+        unit = b / scale if scale > 0 else b
+        key = (s.tobytes(), d.tobytes(), unit.tobytes())
+        hit = self._cache.get(key)
+        if hit is None:
+            routes = route_pairs(self.topo, s, d, self.arrays)
+            none = np.zeros(len(s) + 1, np.int64)
+            zero = np.zeros(len(s))
+            _, data, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, unit, zero,
+                                    none, none[:0])
+            ids, per_edge = _edge_bytes(routes, unit, self.arrays)
+            hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {})
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = hit
+        return scale, hit
+
+
+@dataclass
+class _Pattern:
+    """A solved step for unit bytes: routes, data-completion times and per-link bytes (on the
+    topology's own edges), and its latencies per regime once asked for."""
+
+    routes: object
+    unit: np.ndarray
+    data_s: np.ndarray
+    kind_mask: np.ndarray
+    edge_ids: np.ndarray
+    edge_bytes: np.ndarray
+    lat_s: dict
+
+
+def _edge_bytes(routes, nbytes, arrays):
+    owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
+    per_edge = np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=len(arrays.edge_kind))
+    if isinstance(arrays, AggregatedArrays):  # merged edges split by their twins' shares
+        per_edge = per_edge[arrays.edge_of] * arrays.share
+    ids = np.flatnonzero(per_edge)
+    return ids, per_edge[ids]
+
+
+class StepTimer:
+    """Times steps of concurrent transfers in one protocol regime, from a shared :class:`StepSolver`."""
+
+    def __init__(self, solver: StepSolver, protocol: str = "simple"):
+        self.solver = solver
+        self.topo = solver.topo
+        self.protocol = protocol
+        self.link = LinkParams(solver.topo, solver.model, protocol, solver.arrays)
+        self.factor = _model.PROTOCOL_EFFICIENCY[protocol]
+        #: Per-edge capacity (bytes/s) on the topology's own edges.
+        self.capacity_Bps = self.link.capacity_Bps[solver.arrays.edge_of] * solver.arrays.share
+        self._cache = {}
+
+    def time(self, src, dst, nbytes):
+        """``(step_time_s, detail)`` for transfers ``src[k] -> dst[k]`` of ``nbytes[k]`` started at once;
+        ``detail`` (None when every transfer is local) is a :class:`StepDetail` of the remote transfers."""
+        key = (src.tobytes(), dst.tobytes(), np.asarray(nbytes, np.float64).tobytes())
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        scale, pat = self.solver.solve(src, dst, nbytes)
+        if pat is None:
             out = (0.0, None)
         else:
-            routes = route_pairs(self.topo, s, d)
-            lat = flow_latency_s(routes, self.link, self.topo.arrays.edge_kind)
-            none = np.zeros(len(s) + 1, np.int64)
-            start, end, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, b, lat,
-                                       none, none[:0])
-            out = (float(end.max()), StepDetail.build(routes, b, lat, end, self.topo.arrays.edge_kind))
+            lat = pat.lat_s.get(self.protocol)
+            if lat is None:
+                lat = pat.lat_s[self.protocol] = flow_latency_s(pat.routes, self.link, self.solver.arrays.edge_kind)
+            data = pat.data_s * (scale / self.factor)
+            out = (float((data + lat).max()),
+                   StepDetail(pat.unit * scale, lat, data, pat.kind_mask, pat.edge_ids, pat.edge_bytes * scale))
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out

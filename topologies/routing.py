@@ -55,30 +55,32 @@ class Routes:
         return self._kind_mask
 
 
-def route_pairs(topo: Topology, src, dst) -> Routes:
-    """Routes for device pairs ``(src[k], dst[k])``; cached on the topology by the pair arrays.
+def route_pairs(topo: Topology, src, dst, arrays=None) -> Routes:
+    """Routes for device pairs ``(src[k], dst[k])``; cached by the pair arrays.
 
-    Indices below P are devices; larger ones name other nodes in ``topo.arrays.nodes`` order (a
+    ``arrays`` are the arrays to route on: ``topo.arrays`` (the default), or
+    ``topo.arrays.routing``, where twin switches are merged and edge indices are the merged ones.
+    Indices below P are devices; larger ones name other nodes in ``arrays.nodes`` order (a
     switch that reduces in the network is an endpoint too). Raises ``ValueError`` naming the first
     pair with no path or an index out of range.
     """
     src = np.ascontiguousarray(src, dtype=np.int64)
     dst = np.ascontiguousarray(dst, dtype=np.int64)
+    a = topo.arrays if arrays is None else arrays
     key = (src.tobytes(), dst.tobytes())
-    cache = topo.__dict__.setdefault("_route_cache", {})
+    cache = a.__dict__.setdefault("_route_cache", {})
     hit = cache.get(key)
     if hit is not None:
         return hit
     P = topo.num_devices
-    n_nodes = len(topo.arrays.nodes)
+    n_nodes = len(a.nodes)
     for arr in (src, dst):
         bad = np.flatnonzero((arr < 0) | (arr >= n_nodes))
         if bad.size:
             raise ValueError(f"transfer names device {int(arr[bad[0]])}, not in topology {topo.name!r} "
                              f"(devices 0..{P - 1})")
-    a = topo.arrays
     order = np.argsort(src, kind="stable")
-    rows = _source_rows(topo, np.unique(src))
+    rows = _source_rows(a, P, np.unique(src))
     if rows is None:
         ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
                                                       a.in_edges, a.edge_src, a.transit, a.bw_GBps)
@@ -99,10 +101,22 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
     lat = np.bincount(np.repeat(np.arange(len(src)), np.diff(new_ptr)), weights=frac * a.lat_us[edge],
                       minlength=len(src))
     routes = Routes(new_ptr, edge, frac, lat, hop_counts)
-    if len(cache) > 256:
-        cache.clear()
-    cache[key] = routes
+    _remember(cache, key, routes)
     return routes
+
+
+#: Route entries (edges over all cached pairs) kept per routing arrays: enough for every step of a
+#: pairwise all-to-all on thousands of devices, so that a size sweep routes nothing twice.
+CACHE_ENTRIES = 64_000_000
+
+
+def _remember(cache: dict, key, routes: Routes) -> None:
+    size = cache.get("_entries", 0) + len(routes.edge) + len(routes.ptr)
+    if size > CACHE_ENTRIES:
+        cache.clear()
+        size = len(routes.edge) + len(routes.ptr)
+    cache["_entries"] = size
+    cache[key] = routes
 
 
 # Full BFS distances are kept per source device while they fit this budget: an all-to-all then
@@ -110,18 +124,16 @@ def route_pairs(topo: Topology, src, dst) -> Routes:
 ROW_BUDGET_BYTES = 512 * 2**20
 
 
-def _source_rows(topo, sources):
-    """Per-source BFS distances to every node, computed on demand; None when the (devices x nodes)
-    table would exceed :data:`ROW_BUDGET_BYTES` or a source is not a device."""
-    a = topo.arrays
+def _source_rows(a, P, sources):
+    """Per-source BFS distances to every node of arrays ``a``, computed on demand; None when the
+    (devices x nodes) table would exceed :data:`ROW_BUDGET_BYTES` or a source is not a device."""
     n_nodes = len(a.nodes)
-    P = topo.num_devices
     if P * n_nodes * 4 > ROW_BUDGET_BYTES or (sources.size and sources.max() >= P):
         return None
-    rows = topo.__dict__.get("_bfs_rows")
+    rows = a.__dict__.get("_bfs_rows")
     if rows is None:
         rows = (np.full((P, n_nodes), -1, np.int32), np.zeros(P, np.bool_))
-        topo.__dict__["_bfs_rows"] = rows
+        a.__dict__["_bfs_rows"] = rows
     dist, have = rows
     missing = sources[~have[sources]]
     if missing.size:
