@@ -14,7 +14,7 @@ Nothing here knows about numba, MPI or timing: executors and the network model r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -28,20 +28,48 @@ class Step:
     reduce: bool
 
 
-@dataclass
 class Phase:
-    """``repeat`` steps over fixed pairs ``src[i] -> dst[i]``; ``chunks(k)`` gives step k's chunk arrays."""
+    """``repeat`` steps over fixed pairs ``src[i] -> dst[i]``; ``chunks(k)`` gives step k's chunk arrays.
 
-    name: str
-    src: np.ndarray
-    dst: np.ndarray
-    chunks: Callable[[int], tuple[np.ndarray, np.ndarray]]
-    reduce: bool = False
-    repeat: int = 1
+    ``src`` may be a callable returning ``(src, dst)`` (``dst`` then None): the transfer arrays are
+    built on first use, so that a schedule timed through ``pairs`` never materialises them.
+    ``pairs``, optional: ``(src, dst, chunks per transfer)`` with one entry per group of the
+    phase's transfers between one pair, what the time plane needs of a phase whose chunks are all
+    of one length (the bytes between each pair) without a transfer per chunk.
+    """
 
-    def __post_init__(self):
-        self.src = np.asarray(self.src, dtype=np.int64)
-        self.dst = np.asarray(self.dst, dtype=np.int64)
+    __slots__ = ("name", "_src", "_dst", "_expand", "chunks", "reduce", "repeat", "pairs")
+
+    def __init__(self, name, src, dst, chunks, reduce=False, repeat=1, pairs=None):
+        self.name, self.chunks, self.reduce, self.repeat, self.pairs = name, chunks, reduce, repeat, pairs
+        if callable(src):
+            self._expand, self._src, self._dst = src, None, None
+        else:
+            self._expand = None
+            self._src = np.asarray(src, dtype=np.int64)
+            self._dst = np.asarray(dst, dtype=np.int64)
+
+    def _materialise(self):
+        src, dst = self._expand()
+        self._src, self._dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+
+    @property
+    def src(self) -> np.ndarray:
+        if self._src is None:
+            self._materialise()
+        return self._src
+
+    @property
+    def dst(self) -> np.ndarray:
+        if self._dst is None:
+            self._materialise()
+        return self._dst
+
+    def pair_form(self):
+        """``(src, dst, chunks per transfer)``: :attr:`pairs`, or one chunk per transfer."""
+        if self.pairs is not None:
+            return self.pairs
+        return self.src, self.dst, None
 
 
 def fixed(src_chunk, dst_chunk=None):
@@ -91,8 +119,10 @@ class Schedule:
         equal = bool(np.all(self.chunk_len == self.chunk_len[0])) if len(self.chunk_len) else True
         for ph in self.phases:
             if equal:
-                nb = np.full(len(ph.src), float(self.chunk_len[0] * itemsize) if len(self.chunk_len) else 0.0)
-                yield ph.name, ph.src, ph.dst, nb, ph.reduce, ph.repeat
+                src, dst, units = ph.pair_form()
+                one = float(self.chunk_len[0] * itemsize) if len(self.chunk_len) else 0.0
+                nb = np.full(len(src), one) if units is None else units * one
+                yield ph.name, src, dst, nb, ph.reduce, ph.repeat
             else:
                 for k in range(ph.repeat):
                     sc, _ = ph.chunks(k)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import registry
 from .algorithms.pipeline import coprime_strides
 from .registry import AlgorithmUnavailable
@@ -123,7 +125,7 @@ def rank(collective: str, nbytes: int, topology, timer, given: dict | None = Non
 def timed_flows(schedule) -> int:
     """Transfers between different endpoints summed over the schedule's phases (each phase once,
     whatever its repeat count): a measure of the time the network model takes to time it."""
-    return int(sum(int((ph.src != ph.dst).sum()) for ph in schedule.phases))
+    return int(sum(int(np.count_nonzero(src != dst)) for src, dst, _ in (ph.pair_form() for ph in schedule.phases)))
 
 
 def unavailable(collective: str, topology, trials) -> AlgorithmUnavailable:

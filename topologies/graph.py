@@ -332,25 +332,31 @@ class AggregatedArrays:
 
 
 def _twin_groups(a: TopologyArrays) -> list[list[int]]:
-    """Groups (of two or more) of twin non-device nodes; see :class:`AggregatedArrays`."""
-    out_sig = {}
-    P = a.num_devices
-    for u in range(P, len(a.nodes)):
-        if not a.transit[u]:
+    """Groups (of two or more) of twin non-device nodes; see :class:`AggregatedArrays`.
+
+    A node's signature is its kind and its out- and in-edges as (neighbour, link kind, latency,
+    bandwidth / the node's largest out-bandwidth) codes; nodes with one signature are twins.
+    """
+    n = len(a.nodes)
+    if len(a.edge_src) == 0:
+        return []
+    scale = np.zeros(n)
+    np.maximum.at(scale, a.edge_src, a.bw_GBps)
+    scale[scale == 0] = 1.0
+    out_norm = np.round(a.bw_GBps / scale[a.edge_src], 12)
+    in_norm = np.round(a.bw_GBps / scale[a.edge_dst], 12)
+    _, out_code = np.unique(np.rec.fromarrays([a.edge_dst, a.edge_kind, a.lat_us, out_norm]), return_inverse=True)
+    _, in_code = np.unique(np.rec.fromarrays([a.edge_src, a.edge_kind, a.lat_us, in_norm]), return_inverse=True)
+    in_code = in_code.astype(np.int64)[a.in_edges]
+    out_code = out_code.astype(np.int64)
+    groups = {}
+    for u in range(a.num_devices, n):
+        lo, hi, ilo, ihi = a.out_ptr[u], a.out_ptr[u + 1], a.in_ptr[u], a.in_ptr[u + 1]
+        if not a.transit[u] or lo == hi or ilo == ihi:
             continue
-        lo, hi = a.out_ptr[u], a.out_ptr[u + 1]
-        ins = a.in_edges[a.in_ptr[u]:a.in_ptr[u + 1]]
-        outs = np.arange(lo, hi)
-        if len(outs) == 0 or len(ins) == 0:
-            continue
-        scale = float(a.bw_GBps[outs].max())
-        sig = (a._kinds[u],
-               tuple((int(a.edge_dst[e]), int(a.edge_kind[e]), float(a.lat_us[e]), round(a.bw_GBps[e] / scale, 12))
-                     for e in outs),
-               tuple(sorted((int(a.edge_src[e]), int(a.edge_kind[e]), float(a.lat_us[e]),
-                             round(a.bw_GBps[e] / scale, 12)) for e in ins)))
-        out_sig.setdefault(sig, []).append(u)
-    return [g for g in out_sig.values() if len(g) > 1]
+        key = (a._kinds[u], out_code[lo:hi].tobytes(), in_code[ilo:ihi].tobytes())
+        groups.setdefault(key, []).append(u)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 # -- validation ------------------------------------------------------------------------------

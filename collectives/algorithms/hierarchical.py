@@ -102,8 +102,9 @@ def embed(sub: Schedule, groups: np.ndarray, unit_map: np.ndarray, prefix: str) 
             w = widths[first]
             rep = np.repeat(np.arange(len(w)), w)
             within = np.arange(int(w.sum())) - np.repeat(np.cumsum(w) - w, w)
-            src = groups[:, ph.src[rep]].ravel()
-            dst = groups[:, ph.dst[rep]].ravel()
+
+            def expand(rep=rep, ph=ph):
+                return groups[:, ph.src[rep]].ravel(), groups[:, ph.dst[rep]].ravel()
 
             def chunks(k, first=first, rep=rep, within=within, steps=steps):
                 sc, dc = steps[first + k]
@@ -111,7 +112,11 @@ def embed(sub: Schedule, groups: np.ndarray, unit_map: np.ndarray, prefix: str) 
                 du = sub.chunk_off[dc][rep] + within
                 return unit_map[:, su].ravel(), unit_map[:, du].ravel()
 
-            phases.append(Phase(f"{prefix}-{ph.name}", src, dst, chunks, reduce=ph.reduce, repeat=repeat))
+            # The time plane takes the sub-transfers between server pairs, each of w units, without
+            # building one transfer per unit (hierarchical steps have about P x units of them).
+            pairs = (groups[:, ph.src].ravel(), groups[:, ph.dst].ravel(), np.tile(w, len(groups)).astype(np.float64))
+            phases.append(Phase(f"{prefix}-{ph.name}", expand, None, chunks, reduce=ph.reduce, repeat=repeat,
+                                pairs=pairs))
     return phases
 
 
