@@ -2,7 +2,10 @@
 
 A command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func=handler``; ``handler(args)`` returns the exit status. ``ValueError``, ``TypeError``,
-``OSError`` and :class:`~bench.errors.UsageError` become one line on stderr and exit status 2.
+``OSError`` and :class:`~bench.errors.UsageError` become one line on stderr and exit status 2. Under
+MPI with several ranks the line names the rank (``rank 1: ...``) and every rank of the job ends; when
+the ranks themselves disagree (:class:`~bench.errors.RanksDisagree`, every rank knows it) rank 0
+prints the one line and every rank exits with status 2.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import argparse
 import sys
 import traceback
 
-from .errors import UsageError, fail
+from .errors import RanksDisagree, UsageError, fail
 
 # Modules that add a subcommand; a module not written yet is skipped.
-COMMAND_MODULES = ("nccl_tests", "topo_cmd", "scaling_cmd", "regress_cmd", "validate_cmd")
+COMMAND_MODULES = ("nccl_tests", "topo_cmd", "scaling_cmd", "regress_cmd", "validate_cmd", "tune_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +50,16 @@ def main(argv=None, prog="ccemu") -> int:
         argv = ["bench"] + argv
     try:
         parser = build_parser(prog)
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
         return int(args.func(args) or 0)
+    except _Stop as stop:  # -h or --version on every rank: printed, nothing to abort
+        return stop.code
+    except RanksDisagree as exc:  # found alike on every rank: one line from rank 0, a clean exit everywhere
+        from . import mpi_support
+
+        if mpi_support.rank() == 0:
+            fail(prog, exc)
+        return 2
     except (UsageError, ValueError, TypeError, OSError) as exc:
         return _fail_everywhere(prog, exc)
     except KeyboardInterrupt:
@@ -63,10 +74,47 @@ def main(argv=None, prog="ccemu") -> int:
         raise
 
 
+def _parse(parser, argv):
+    """Parse ``argv``; under an MPI launch of several ranks, every rank then agrees on the outcome
+    (:func:`~bench.mpi_support.agree_on_start`) before any runs: a rank with a parse error, ``-h``
+    or another command would otherwise leave the others waiting for it."""
+    from . import mpi_support
+
+    comm, _, size = mpi_support.world()
+    if size <= 1:
+        return parser.parse_args(argv)
+    args = stop = None
+    try:
+        args = parser.parse_args(argv)
+        mine = ("ok", [args.command] + [str(getattr(args, d)) for d in _COMMAND_WORDS if getattr(args, d, None)])
+    except UsageError as exc:
+        mine = ("error", " ".join(str(exc).split()))
+    except SystemExit as exc:  # -h, --version: printed already
+        stop, mine = exc, ("exit", str(exc.code))
+    mpi_support.agree_on_start(comm, mine)
+    if stop is not None:
+        raise _Stop(stop.code if isinstance(stop.code, int) else 0)
+    return args
+
+
+class _Stop(Exception):
+    """Every rank stopped after parsing (``-h``, ``--version``) with ``code``."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+# Parsed values that tell which command runs (besides ``command``): sub-actions and the collective.
+_COMMAND_WORDS = ("topo_command", "regress_command", "collective")
+
+
 def _fail_everywhere(prog, exc, status=2) -> int:
     """Print the error and, under MPI with several ranks, end every rank (never a hang)."""
     from . import mpi_support
 
+    if mpi_support.several_ranks():
+        exc = f"rank {mpi_support.rank()}: {exc}"
     fail(prog, exc, status)
     mpi_support.abort_others(status)
     return status

@@ -20,10 +20,11 @@ from collectives import dtypes, registry
 from collectives import simulate
 from collectives.timing import SELECTIONS
 from collectives.ops import OPS
-from collectives.study import parse_size, size_sweep
+from collectives.study import MAX_SIZE, parse_size, size_sweep
 
-from .errors import UsageError, write_atomic
-from .mpi_support import world
+from .errors import (MAX_DEVICES, MAX_ITERS, MAX_SEED, MAX_SIZES, UsageError, check_int, check_output_paths,
+                     write_atomic)
+from .mpi_support import agree_on_arguments, world
 
 from . import VERSION
 
@@ -61,14 +62,83 @@ def register(sub):
                         "calls, p99_us their 99th percentile")
     p.add_argument("--seed", type=int, default=0, help="seed of the instability profile (default 0)")
     p.set_defaults(func=main)
+    _FLAGS.update({a.dest: (a.option_strings[0] if a.option_strings else None) for a in p._actions})
+
+
+# dest -> flag of every argument of ``ccemu bench`` (filled by register), for the rank agreement.
+_FLAGS: dict = {}
+# Arguments that may differ between ranks: only rank 0 writes the JSON file.
+_RANK_LOCAL = ("func", "output_file", "command")
 
 
 def sizes_from(args) -> list[int]:
-    """The sizes of ``-b``/``-e`` with ``-f`` (factor) or ``-i`` (increment), as nccl-tests steps them."""
+    """The sizes of ``-b``/``-e`` with ``-f`` (factor) or ``-i`` (increment), as nccl-tests steps them;
+    at most :data:`~bench.errors.MAX_SIZES` of them."""
     step = getattr(args, "stepbytes", None)
-    return size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), factor=args.stepfactor,
-                      step=None if step is None else parse_size(step),
+    lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
+    step_bytes = None if step is None else parse_size(step)
+    count = _sweep_length(lo, hi, args.stepfactor, step_bytes)
+    if count > MAX_SIZES:
+        how = f"-f {args.stepfactor}" if args.stepfactor is not None else f"-i {step}"
+        raise UsageError(f"-b {args.minbytes} -e {args.maxbytes} {how} gives more than {MAX_SIZES} sizes; "
+                         f"expected at most {MAX_SIZES} (a larger -f or -i)")
+    return size_sweep(lo, hi, factor=args.stepfactor, step=step_bytes,
                       names=(f"-b {args.minbytes}", f"-e {args.maxbytes}", f"-f {args.stepfactor}", f"-i {step}"))
+
+
+def _sweep_length(lo, hi, factor, step) -> int:
+    """How many sizes :func:`size_sweep` would give (counting stops past MAX_SIZES); 0 when it will
+    refuse the arguments itself."""
+    if not 0 <= lo <= hi <= MAX_SIZE:
+        return 0
+    if factor is not None:
+        if not (factor > 1 and math.isfinite(factor)):
+            return 0
+        n, s = 0, lo
+        while s <= hi and n <= MAX_SIZES:
+            n += 1
+            s = max(s + 1, int(s * factor))
+        return n
+    if step is None or step <= 0:
+        return 0
+    return (hi - lo) // step + 1
+
+
+def _agree(args, comm) -> None:
+    """Under MPI, every rank must run the same benchmark: compare the parsed arguments (and a topology
+    file's contents) across ranks before any work, and fail on every rank with one line if they differ."""
+    items = []
+    given = vars(args)
+    for dest in [d for d in _FLAGS if d in given] + sorted(set(given) - set(_FLAGS)):  # --help order
+        value = given[dest]
+        if dest in _RANK_LOCAL:
+            continue
+        flag = _FLAGS.get(dest)
+        if flag is None:
+            shown = f"the collective {value}" if dest == "collective" else f"{dest}={value!r}"
+        elif isinstance(value, bool):
+            shown = flag if value else f"no {flag}"
+        elif value is None:
+            shown = f"no {flag}"
+        else:
+            shown = f"{flag} {value}"
+        if dest == "topology" and isinstance(value, str) and os.path.isfile(value):
+            shown += f" (contents crc32 {_file_crc(value)})"
+        items.append((flag or dest, shown))
+    agree_on_arguments(comm, items)
+
+
+def _file_crc(path) -> str:
+    import zlib
+
+    crc = 0
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                crc = zlib.crc32(block, crc)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    return f"{crc:08x}"
 
 
 def _choices(value, valid, what):
@@ -82,16 +152,25 @@ def _choices(value, valid, what):
 def main(args) -> int:
     from topologies import load_topology
 
+    world_comm, world_rank, world_size = world()
+    if world_size > 1:  # before anything else: a rank that goes another way would leave the others waiting
+        _agree(args, world_comm)
     coll = args.collective
     spec = registry.collective(coll)
+    for flag, value, least, what in (("-n", args.iters, 1, "timed iterations"),
+                                     ("-w", args.warmup_iters, 0, "warm-up iterations"),
+                                     ("-c", args.check, 0, "0: no check")):
+        check_int(flag, value, least, MAX_ITERS, what)
+    check_int("--seed", args.seed, 0, MAX_SEED, "seed of the instability profile")
+    if args.nodes is not None:
+        check_int("--nodes", args.nodes, 1, MAX_DEVICES, "servers of the preset")
+    if args.devices_per_rank is not None:
+        check_int("--devices-per-rank", args.devices_per_rank, 1, MAX_DEVICES)
+    # Only rank 0 writes the JSON file (every rank with --model-only, which runs no MPI).
+    check_output_paths(("-J", args.output_file if args.model_only or world_rank == 0 else None))
     sizes = sizes_from(args)
-    for flag, value, least in (("-n", args.iters, 1), ("-w", args.warmup_iters, 0), ("-c", args.check, 0)):
-        if value < least:
-            raise UsageError(f"{flag} {value} must be >= {least}")
     types = [dtypes.canonical(t) for t in _choices(args.datatype, dtypes.nccl_names(), "datatype")]
     ops = _choices(args.op, OPS, "op") if spec.reduces else ["sum"]
-    if args.nodes is not None and args.nodes < 1:
-        raise UsageError(f"--nodes {args.nodes} must be >= 1")
     for dtype in types:
         bad = [s for s in sizes if s % dtypes.itemsize(dtype)]
         if bad:
@@ -110,12 +189,18 @@ def main(args) -> int:
         if need > MAX_LOCAL_BYTES:
             raise UsageError(f"{P} devices x {max(sizes)} bytes need about {need / 2**30:.1f} GiB in one process; "
                              "use --model-only, smaller -e, or mpirun with more ranks")
+    elif not args.model_only:
+        from topologies.presets._common import physical_memory_bytes
+
+        need, memory = (max(sizes) * k * 4 if sizes else 0), physical_memory_bytes()
+        if memory is not None and need > memory:
+            raise UsageError(f"-e {args.maxbytes}: {k} devices per rank x {max(sizes)} bytes need about "
+                             f"{need / 2**30:.1f} GiB per rank, more than the {memory / 2**30:.1f} GiB of this "
+                             "machine; use --model-only, smaller -e, or more ranks")
 
     if args.jitter:
         from topologies.instability import profile
         profile(args.jitter)
-        if args.seed < 0:
-            raise UsageError(f"--seed {args.seed} must be >= 0")
     out = _Printer(rank == 0, args.jitter)
     out.header(args, coll, sizes, topo, P, k, nranks, rank, comm)
     rows = []

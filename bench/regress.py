@@ -226,6 +226,20 @@ def model_tag(model: dict) -> str:
     return ",".join(parts)
 
 
+# Upper bounds of the host settings: a repetition of the default reduce-into takes tens of ms.
+MAX_HOST_REPEAT = 1000
+MAX_HOST_DEVICES = 1024
+
+
+def max_host_mib() -> float:
+    """The largest host-metric array (MiB): a sixteenth of this machine's memory (the reduce-into run
+    holds about four such arrays at once)."""
+    from topologies.presets._common import physical_memory_bytes
+
+    memory = physical_memory_bytes()
+    return 65536.0 if memory is None else float(memory // 4 // 4 // 2**20)
+
+
 def host_config(doc: dict, **overrides) -> dict:
     """The host-metric settings: :data:`HOST_DEFAULTS`, the case file's ``host``, then ``overrides``."""
     cfg = dict(HOST_DEFAULTS)
@@ -237,10 +251,18 @@ def host_config(doc: dict, **overrides) -> dict:
         raise UsageError(f"case file: unknown host setting {unknown[0]!r}; expected {', '.join(HOST_DEFAULTS)}")
     cfg.update(given)
     cfg.update({k: v for k, v in overrides.items() if v is not None})
+    most = {"reduce_mib": max_host_mib(), "repeat": MAX_HOST_REPEAT, "allreduce_devices": MAX_HOST_DEVICES,
+            "allreduce_kib": max_host_mib() * 1024}
     for k in ("reduce_mib", "repeat", "allreduce_devices", "allreduce_kib"):
         v = cfg[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise UsageError(f"host setting {k}={v!r}; expected a positive number")
+        if not v <= most[k]:
+            raise UsageError(f"host setting {k}={v!r}; expected at most {most[k]:g}")
+    if cfg["allreduce_devices"] * cfg["allreduce_kib"] > most["allreduce_kib"]:
+        raise UsageError(f"host settings allreduce_devices={cfg['allreduce_devices']!r} x "
+                         f"allreduce_kib={cfg['allreduce_kib']!r}; expected at most {most['allreduce_kib']:g} KiB "
+                         "in all")
     from collectives import registry
     try:
         registry.builder("allreduce", cfg["allreduce_algorithm"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from . import regress
-from .errors import write_atomic
+from .errors import check_float, check_int, check_output_paths, write_atomic
 from .scaling_cmd import model_arg
 
 
@@ -50,6 +50,13 @@ def register(subparsers):
 def run_handler(args) -> int:
     from collectives.study import Progress
 
+    check_output_paths(("-o", args.output))
+    if args.host_mib is not None:
+        most = regress.max_host_mib()
+        check_float("--host-mib", args.host_mib, 0, most, "MiB; at most a sixteenth of this machine's memory",
+                    open_low=True)
+    if args.repeat is not None:
+        check_int("--repeat", args.repeat, 3, regress.MAX_HOST_REPEAT, "host repetitions")
     doc = regress.read_case_file(args.cases)
     cases = regress.expand_cases(doc, where=f"case file {args.cases!r}")
     model = model_arg(args.model)
@@ -81,6 +88,7 @@ def summary(results: dict) -> str:
 
 
 def compare_handler(args) -> int:
+    check_float("--rtol", args.rtol, 0, 1, "relative tolerance")
     base = regress.load_results(args.base)
     new = regress.load_results(args.new)
     report = regress.compare(base, new, rtol=args.rtol, emulated_only=args.emulated_only)

@@ -12,12 +12,15 @@ nccl-tests' total size S, as in ``ccemu bench``; ``--per-device`` takes them per
 atlas800t-a2 and cloudmatrix384 (``--nodes 1,4`` adds the multi-node forms) over 1M..1G, nccl-tests
 sizes, and prints one table (``--markdown`` for a markdown one) and draws one figure.
 
-Every output file is written through a temporary file and a rename, after the whole sweep ran, so a
-failed run leaves none. A progress bar goes to stderr when it is a terminal, or with ``--progress``.
+Every output path is checked before the sweep starts; after it, the figure is drawn and every output
+rendered before any is written, and all are written through temporary files renamed together, so a
+failed run leaves none (not the JSON without the figure). A progress bar goes to stderr when it is a
+terminal, or with ``--progress``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -25,8 +28,12 @@ from collectives import registry
 from collectives import study as scaling
 from collectives.study import parse_size
 
-from .errors import UsageError, write_atomic
+from .errors import (MAX_DEVICES, MAX_ITERS, MAX_LIST, MAX_SEED, MAX_SIZES, UsageError, check_int,
+                     check_output_paths, write_all_atomic)
 from .nccl_tests import sizes_from
+
+# As bench.plots.save renders a figure.
+PNG_DPI = 110
 
 
 def register(subparsers):
@@ -82,7 +89,8 @@ def _common(p, minbytes, maxbytes):
 def size_list(args) -> list[int]:
     """Sizes from ``--sizes`` or from ``-b``/``-e``/``-f``, stepped as ``ccemu bench`` steps them."""
     if args.sizes:
-        sizes = [parse_size(s) for s in _split(args.sizes, "--sizes")]
+        items = _split(args.sizes, "--sizes", MAX_SIZES)
+        sizes = [parse_size(s) for s in items]
     else:
         sizes = sizes_from(args)
     bad = [s for s in sizes if s < 4 or s % 4]
@@ -91,21 +99,24 @@ def size_list(args) -> list[int]:
     return sorted(set(sizes))
 
 
-def count_list(text, flag) -> list[int] | None:
+def count_list(text, flag, most=MAX_DEVICES) -> list[int] | None:
+    """Whole numbers from 1 to ``most`` (default: the most devices a system may have)."""
     if text is None:
         return None
     out = []
     for item in _split(text, flag):
-        if not item.isdigit() or int(item) < 1:
-            raise UsageError(f"{flag} {text!r}: {item!r} is not a whole number >= 1")
+        if not item.isdigit() or not 1 <= int(item) <= most:
+            raise UsageError(f"{flag} {text!r}: {item!r} is not a whole number from 1 to {most}")
         out.append(int(item))
     return out
 
 
-def _split(text, flag) -> list[str]:
+def _split(text, flag, most=MAX_LIST) -> list[str]:
     items = [t.strip() for t in str(text).split(",")]
     if not items or any(not t for t in items):
         raise UsageError(f"{flag} {text!r}: expected a comma-separated list without empty items")
+    if len(items) > most:
+        raise UsageError(f"{flag}: {len(items)} items; expected at most {most}")
     return items
 
 
@@ -124,15 +135,19 @@ def model_arg(text):
     return model
 
 
-def _check_outputs(args):
+def _check_args(args):
+    """Before any work: the output paths, and the numeric arguments whether or not --jitter is given."""
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot!r}: expected a .png file name")
+    check_output_paths(("-J", args.json), ("--plot", args.plot))
+    check_int("--seed", args.seed, 0, MAX_SEED, "seed of the instability profile")
+    check_int("--iters", args.iters, 1, MAX_ITERS, "seeded calls per point")
 
 
 # -- handlers -------------------------------------------------------------------------------------------
 
 def scaling_handler(args) -> int:
-    _check_outputs(args)
+    _check_args(args)
     devices = count_list(args.devices, "--devices")
     nodes = count_list(args.nodes, "--nodes")
     if devices and nodes and len(nodes) > 1:
@@ -155,11 +170,13 @@ def scaling_handler(args) -> int:
 
 
 def compare_handler(args) -> int:
-    _check_outputs(args)
+    _check_args(args)
+    if args.jitter is not None:  # collectives.study.compare has no instability: it would be ignored
+        raise UsageError(f"--jitter {args.jitter}: ccemu compare runs without instability; "
+                         "expected no --jitter (ccemu scaling takes it)")
     systems = _split(args.systems, "--systems")
     collectives = _split(args.collectives, "--collectives")
-    if args.max_devices < 0:
-        raise UsageError(f"--max-devices {args.max_devices}: expected a number >= 0 (0: no limit)")
+    check_int("--max-devices", args.max_devices, 0, MAX_DEVICES, "0: no limit")
     comp = scaling.compare(systems, collectives, size_list(args), nodes=count_list(args.nodes, "--nodes"),
                            algorithm=args.algo, per_device=args.per_device,
                            max_devices=args.max_devices or None, model=model_arg(args.model),
@@ -174,8 +191,6 @@ def _jitter(args) -> dict:
         return {}
     from topologies.instability import profile
     profile(args.jitter)
-    if args.seed < 0 or args.iters < 1:
-        raise UsageError(f"--seed {args.seed} / --iters {args.iters}: expected a seed >= 0 and iters >= 1")
     return {"jitter": args.jitter, "seed": args.seed, "iters": args.iters}
 
 
@@ -185,10 +200,14 @@ def _plots():
 
 
 def _write_outputs(args, table, doc, make_figure):
-    """Draw the figure before writing anything, so a plotting failure leaves no JSON either."""
-    fig = make_figure() if make_figure else None
-    print(table)
+    """Render every output (the JSON text, the figure's PNG bytes) before writing any, then write them
+    all or none (:func:`~bench.errors.write_all_atomic`): a failure leaves no JSON without its figure."""
+    outputs = []
     if args.json:
-        write_atomic(args.json, json.dumps(doc, indent=1) + "\n")
-    if fig is not None:
-        _plots().save(fig, args.plot)
+        outputs.append((args.json, json.dumps(doc, indent=1) + "\n"))
+    if make_figure:
+        png = io.BytesIO()
+        make_figure().savefig(png, format="png", dpi=PNG_DPI)
+        outputs.append((args.plot, png.getvalue()))
+    write_all_atomic(outputs)
+    print(table)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 
 from collectives import calibration
-from .errors import write_atomic
+from .errors import check_int, check_output_paths, write_atomic
+
+# Nelder-Mead iterations of ccemu fit: the default 300 takes seconds.
+MAX_FIT_ITERS = 100_000
 
 
 def register(sub):
@@ -28,6 +31,7 @@ def register(sub):
 
 
 def main(args) -> int:
+    check_output_paths(("-J", args.json))
     datasets = calibration.load(args.data)
     preds = calibration.predictions(None, datasets)
     for name, rows in preds.items():
@@ -49,8 +53,7 @@ def main(args) -> int:
 def fit_main(args) -> int:
     from topologies.model import DATA_FILE
 
-    if args.iters < 1:
-        raise ValueError(f"--iters {args.iters}: expected a whole number >= 1")
+    check_int("--iters", args.iters, 1, MAX_FIT_ITERS, "Nelder-Mead iterations")
     if args.check and args.write:
         raise ValueError("--check and --write exclude each other: check the committed constants, or replace them")
     r = calibration.fit(iters=args.iters, short=args.check)

@@ -85,6 +85,49 @@ CASES = [
     (None, None, ["frobnicate"], "invalid choice: 'frobnicate'"),
     ("c.json", '{"schema": "ccemu-calibration", "version": 1, "datasets": ', ["validate", "--data", "{f}"],
      "line 1"),
+    # bounded sizes and numbers, refused before any work (issue 12, item 9.1)
+    (None, None, ["bench", "allreduce", "--nodes", "1000000000", "--model-only"], "--nodes 1000000000: expected"),
+    (None, None, ["bench", "allreduce", "--nodes", "200000", "--model-only"],
+     "nodes=200000: atlas800t-a2 would have 1600000 devices; expected at most 1048576"),
+    (None, None, ["topo", "show", "hgx-h20", "--nodes", "1000000000"], "nodes=1000000000: hgx-h20 would have"),
+    (None, None, ["topo", "show", "hgx-h20", "--nodes", "2", "-o", "leaf_ports=1000000000"],
+     "of memory this machine has"),
+    (None, None, ["bench", "allreduce", "-n", "1000000000000", "--model-only"], "-n 1000000000000: expected"),
+    (None, None, ["bench", "allreduce", "-w", "1000000000000", "--model-only"], "-w 1000000000000: expected"),
+    (None, None, ["bench", "allreduce", "-c", "1000000000000", "--model-only"], "-c 1000000000000: expected"),
+    (None, None, ["bench", "allreduce", "-b", "4", "-e", "1G", "-i", "4", "--model-only"], "more than 10000 sizes"),
+    (None, None, ["bench", "allreduce", "-b", "4", "-e", "1G", "-f", "1.0001", "--model-only"],
+     "more than 10000 sizes"),
+    (None, None, ["bench", "allreduce", "--devices-per-rank", "1000000000", "--model-only"],
+     "--devices-per-rank 1000000000"),
+    (None, None, ["scaling", "allreduce", "--devices", "1000000000"], "'1000000000' is not a whole number from 1"),
+    (None, None, ["scaling", "allreduce", "--nodes", "1,1000000000"], "'1000000000' is not a whole number from 1"),
+    (None, None, ["scaling", "allreduce", "--iters", "1000000000000"], "--iters 1000000000000: expected"),
+    (None, None, ["scaling", "allreduce", "--sizes", ",".join(["1K"] * 10001)], "expected at most 10000"),
+    (None, None, ["compare", "--max-devices", "1000000000"], "--max-devices 1000000000: expected"),
+    ("c.json", "{}", ["regress", "run", "--cases", "{f}", "--repeat", "1000000000000"], "--repeat 1000000000000"),
+    ("c.json", "{}", ["regress", "run", "--cases", "{f}", "--host-mib", "1e12"], "--host-mib 1000000000000.0"),
+    ("r.json", "{}", ["regress", "compare", "{f}", "{f}", "--rtol", "nan"], "--rtol nan"),
+    (None, None, ["fit", "--iters", "1000000000"], "--iters 1000000000: expected"),
+    # --seed checked with or without --jitter (9.2); compare has no instability, so no --jitter
+    (None, None, ["bench", "allreduce", "--seed", "-1", "--model-only"], "--seed -1: expected"),
+    (None, None, ["bench", "allreduce", "--seed", "99999999999", "--model-only"], "--seed 99999999999"),
+    (None, None, ["scaling", "allreduce", "--seed", "-1"], "--seed -1: expected"),
+    (None, None, ["compare", "--seed", "-1"], "--seed -1: expected"),
+    (None, None, ["compare", "--jitter", "noisy"], "expected no --jitter"),
+    # every output path checked before the work (9.3), so no output appears when one is bad (9.4)
+    (None, None, ["bench", "allreduce", "-b", "1K", "-e", "1K", "--model-only", "-J", "/"], "-J /: is a directory"),
+    ("x", "", ["bench", "allreduce", "-b", "1K", "-e", "1K", "--model-only", "-J", "{f}/out.json"],
+     "is not a directory"),
+    ("x", "", ["scaling", "allreduce", "--sizes", "1K", "-J", "{f}.json", "--plot", "/nonexistent/dir/s.png"],
+     "--plot /nonexistent/dir/s.png: directory /nonexistent/dir does not exist"),
+    (None, None, ["scaling", "allreduce", "--sizes", "1K", "-J", "/nonexistent/dir/s.json"], "does not exist"),
+    ("x", "", ["scaling", "allreduce", "--sizes", "1K", "-J", "{f}.png", "--plot", "{f}.png"], "the same file as"),
+    ("x", "", ["compare", "--systems", "hgx-h20", "--sizes", "1M", "-J", "/", "--plot", "{f}.png"],
+     "-J /: is a directory"),
+    ("c.json", "{}", ["regress", "run", "--cases", "{f}", "-o", "/nonexistent/dir/r.json"],
+     "-o /nonexistent/dir/r.json: directory"),
+    (None, None, ["validate", "-J", "/nonexistent/dir/v.json"], "-J /nonexistent/dir/v.json: directory"),
 ]
 
 
@@ -113,3 +156,109 @@ def test_bad_input(fname, content, argv, match, tmp_path, capsys):
 
 def test_at_least_thirty_cases():
     assert len(CASES) >= 30
+
+
+def _unwritable_dir(tmp_path):
+    """A directory this process cannot create files in: a read-only one, or for root (whom file
+    modes do not stop) /sys where sysfs refuses new files; None when there is none to be had."""
+    import tempfile
+
+    if os.geteuid() != 0:
+        d = tmp_path / "ro"
+        d.mkdir()
+        d.chmod(0o500)
+        return str(d)
+    try:
+        fd, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        return "/sys"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def test_output_in_unwritable_directory(tmp_path, capsys):
+    folder = _unwritable_dir(tmp_path)
+    if folder is None:
+        pytest.skip("no unwritable directory here")
+    before = set(os.listdir(tmp_path))
+    rc = main(["bench", "allreduce", "-b", "1K", "-e", "1K", "--model-only", "-J", os.path.join(folder, "o.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot write to directory {folder}" in err
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_scaling_outputs_all_or_none(tmp_path, capsys, monkeypatch):
+    """A write that fails after the up-front check (the PNG's folder went away) leaves no JSON
+    either, nor a temporary file, and the error names the user's path (9.4, 9.5)."""
+    from bench import scaling_cmd
+
+    monkeypatch.setattr(scaling_cmd, "check_output_paths", lambda *outputs: None)
+    out, png = tmp_path / "s.json", tmp_path / "gone" / "s.png"
+    rc = main(["scaling", "allreduce", "--sizes", "1K", "-J", str(out), "--plot", str(png)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(png) in err and ".tmp-" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_scaling_outputs_all_or_none_when_a_rename_fails(tmp_path, capsys, monkeypatch):
+    """The second rename fails: the first output, already in place, is taken back."""
+    from bench import errors
+
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(errors.os, "replace", replace)
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    rc = main(["scaling", "allreduce", "--sizes", "1K", "-J", str(out), "--plot", str(png)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Permission denied" in err and str(png) in err and ".tmp-" not in err, err
+    assert len(calls) == 2 and os.listdir(tmp_path) == []
+
+
+def test_scaling_writes_both_outputs(tmp_path, capsys):
+    out, png = tmp_path / "s.json", tmp_path / "s.png"
+    assert main(["scaling", "allreduce", "--sizes", "1K", "-J", str(out), "--plot", str(png)]) == 0
+    assert json.loads(out.read_text()) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["s.json", "s.png"]
+
+
+@pytest.mark.parametrize("target", ["missing/out.json", "adir"])
+def test_write_text_atomic_names_the_users_path(tmp_path, target):
+    """The error names the path asked for, not the temporary file, and leaves no temporary (9.5)."""
+    from topologies.io import write_text_atomic
+
+    (tmp_path / "adir").mkdir()
+    path = str(tmp_path / target)
+    with pytest.raises(OSError) as info:
+        write_text_atomic(path, "{}")
+    assert path in str(info.value) and ".tmp-" not in str(info.value), info.value
+    assert sorted(os.listdir(tmp_path)) == ["adir"] and os.listdir(tmp_path / "adir") == []
+
+
+def test_size_refusal_is_prompt():
+    """preset(..., nodes=10**9) is refused at once (it used to build until the memory ran out),
+    while the largest system the presets are known to need still builds."""
+    import time
+
+    from topologies.presets import preset
+    from topologies.presets._common import BYTES_PER_ELEMENT, check_size, estimate_elements
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="nodes=1000000000: atlas800t-a2 would have 8000000000 devices"):
+        preset("atlas800t-a2", nodes=1_000_000_000)
+    with pytest.raises(ValueError, match="leaf_ports=1000000000"):
+        preset("dgx-h100", nodes=2, leaf_ports=1_000_000_000)
+    assert time.perf_counter() - start < 1.0
+    # dgx-h100 x 2048 (16384 devices): about 270k graph elements, a few hundred MB; not refused.
+    per_server = preset("dgx-h100")
+    n = estimate_elements(2048, 8, per_server.graph.number_of_nodes(), per_server.graph.number_of_edges())
+    assert n * BYTES_PER_ELEMENT < 2**30
+    check_size("dgx-h100", 2048, 8, per_server.graph.number_of_nodes(), per_server.graph.number_of_edges())

@@ -432,17 +432,25 @@ MAX_FILE_BYTES = 256 * 2**20
 
 def write_text_atomic(path, text: str | bytes) -> None:
     """Write ``text`` (str as UTF-8, or bytes) through a temporary file in the same folder and a
-    rename: a failed write never leaves a partial file."""
+    rename: a failed write never leaves a partial file. An ``OSError`` names ``path`` (never the
+    temporary file), e.g. ``[Errno 2] No such file or directory: 'missing/out.json'``."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:  # same errno and subclass, the user's path
+            raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
         raise
 
 

@@ -9,6 +9,7 @@ every device a NIC reached over PCIe and joins the NICs by a scale-out fabric
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -32,6 +33,14 @@ PCIE_LAT_US = 0.5
 # 2.5 us); the model's per-message cost of the ib and roce kinds (topologies/model.py) is NCCL's network
 # per-hop figure instead (14 / 4.0 / 2.7 us for Simple / LL128 / LL).
 NIC_HOP_LAT_US = 0.5
+
+# Size limits of a built system, checked after the first server is built and before the others are
+# (:func:`check_size`): a typo such as ``nodes=1000000000`` must fail at once, not fill the memory.
+MAX_DEVICES = 1_048_576
+# Peak bytes per graph element (node or directed edge) of a built preset, measured with tracemalloc
+# on preset("dgx-h100", nodes=2048): 41,504 nodes + 229,376 edges, 225 MB peak, 832 B each (the
+# atlas800t-a2 and cloudmatrix384 builds measure 800 and 768); rounded up.
+BYTES_PER_ELEMENT = 1024
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,16 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
     """
     check_nodes(nodes)
     check_scaleout(fabric, oversubscription, leaf_ports)
-    name = preset_name + (f"-{variant}" if variant else "") + (f"-x{nodes}" if nodes > 1 else "")
+    base = preset_name + (f"-{variant}" if variant else "")
+    name = base + (f"-x{nodes}" if nodes > 1 else "")
     g = nx.DiGraph(name=name)
     nics = []
     first = 0
     for s in range(nodes):
         devs = build_node(g, s, first)
+        if s == 0:  # one server built: refuse a system too large before building the others
+            check_size(base, nodes, len(devs), g.number_of_nodes(), g.number_of_edges(), fabric=fabric,
+                       oversubscription=oversubscription, leaf_ports=leaf_ports)
         first += len(devs)
         if nodes == 1:
             continue
@@ -150,6 +163,63 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
     if model:
         g.graph["model"] = {k: dict(v) for k, v in model.items()}
     return Topology(g, name=name)
+
+
+def estimate_elements(nodes, devices_per_node, nodes_per_server, edges_per_server, *, fabric="rail",
+                      oversubscription=1.0, leaf_ports=32) -> int:
+    """Graph nodes plus directed edges of a system of ``nodes`` servers, as :func:`build_system` and
+    :func:`topologies.builders.add_fabric` build it, from the counts of one server.
+
+    >>> estimate_elements(2, 8, 12, 96)  # 2 x 108; 16 NICs + 32 edges; 8 leaves + 32; 32 spines + 512
+    848
+    """
+    total = nodes * (nodes_per_server + edges_per_server)
+    if nodes == 1:
+        return total
+    nics = nodes * devices_per_node
+    total += nics + 2 * nics                              # the NICs and their PCIe links
+    if fabric == "switch":
+        return total + 1 + 2 * nics
+    if fabric == "rail":
+        leaves = devices_per_node * -(-nodes // leaf_ports)
+    else:
+        leaves = -(-nics // leaf_ports)
+    total += leaves + 2 * nics                            # leaves and NIC uplinks
+    if leaves > 1:
+        spines = max(1, int(round(leaf_ports / oversubscription)))
+        total += spines + 2 * spines * leaves
+    return total
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's memory, or ``None`` where ``os.sysconf`` cannot tell."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_size(name, nodes, devices_per_node, nodes_per_server, edges_per_server, **fabric) -> None:
+    """Refuse a system of more than :data:`MAX_DEVICES` devices, or one whose graph would need more
+    memory than this machine has (:data:`BYTES_PER_ELEMENT` per node and edge).
+
+    >>> check_size("x", 1_000_000_000, 8, 12, 96)
+    Traceback (most recent call last):
+    ...
+    ValueError: nodes=1000000000: x would have 8000000000 devices; expected at most 1048576 devices in all
+    """
+    devices = nodes * devices_per_node
+    if devices > MAX_DEVICES:
+        raise ValueError(f"nodes={nodes}: {name} would have {devices} devices; expected at most {MAX_DEVICES} "
+                         "devices in all")
+    memory = physical_memory_bytes()
+    if memory is None:
+        return
+    need = estimate_elements(nodes, devices_per_node, nodes_per_server, edges_per_server, **fabric) * BYTES_PER_ELEMENT
+    if need > memory:
+        given = ", ".join(f"{k}={v!r}" for k, v in {"nodes": nodes, **fabric}.items())
+        raise ValueError(f"{given}: {name} would need about {need / 2**30:.1f} GiB to build, more than the "
+                         f"{memory / 2**30:.1f} GiB of memory this machine has; expected a smaller system")
 
 
 def add_device(g, node, index, *, server, mem_bw_GBps=None, **attrs):
