@@ -5,14 +5,18 @@ S = P x m x itemsize (what one device sends), busbw = algbw x (P-1)/P.
 """
 from .collective import Collective
 from .registry import register_collective
-from .reduce_scatter import ReduceScatter
 
 
 class AllToAll(Collective):
     name = "alltoall"
     perf_name = "alltoall_perf"
     per_device_blocks = True
-    count_from_shape = ReduceScatter.count_from_shape
+
+    def count_from_shape(self, shape, P):
+        if shape[1] % P:
+            raise ValueError(f"alltoall input has {shape[1]} elements per device; expected a multiple "
+                             f"of the device count P={P} (P blocks of m, one sent to each device)")
+        return shape[1] // P
 
     def busbw_factor(self, P):
         return (P - 1) / P

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import dtypes, kernels, registry
+from .collective import np_reduce
 from .ops import check_op
 from .registry import build_schedule
 from .executors import local
@@ -23,13 +24,15 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
         ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``, ``broadcast`` or ``reduce``.
     data : numpy.ndarray, shape (P, x)
         Row d is device d's input: allreduce, broadcast, reduce (P, n); allgather (P, m);
-        reduce_scatter and alltoall (P, P*m). It is never modified.
+        reduce_scatter and alltoall (P, P*m). It is never modified. Any byte order: non-native
+        data (e.g. ``x.astype(">f4")``) is converted to native order (a copy) first.
     algorithm : str
         A name from ``collectives.list_algorithms(collective)``.
     op : str
         ``sum``, ``prod``, ``min``, ``max`` or ``avg`` (ignored by data-movement collectives).
     root : int
-        Root device of broadcast and reduce.
+        Root device of broadcast and reduce: an integer ``0 <= root < P`` (``TypeError`` for
+        anything else, including ``bool``; ``ValueError`` out of range), checked for every collective.
     dtype : str, optional
         ``"bfloat16"`` to treat a uint16 array as bfloat16 bit patterns; otherwise ``data.dtype``.
 
@@ -37,7 +40,9 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     -------
     numpy.ndarray
         allreduce, broadcast (P, n); allgather (P, P*m); reduce_scatter (P, m); alltoall (P, P*m);
-        reduce (n,), the root's result. Equal to ``reference(collective, data, op, root)``.
+        reduce (n,), the root's result. In native byte order, of ``data``'s dtype. Equal bit for
+        bit to ``reference(collective, data, op, root)`` (signed zeros and NaN payloads included;
+        the rules are in :mod:`collectives.kernels`), and the same bits on every device.
 
     Examples
     --------
@@ -97,6 +102,7 @@ def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", roo
     check_op(op)
     data, name = check_data(data, dtype)
     P = data.shape[0]
+    root = registry.check_root(root, P)
     count = spec.count_from_shape(data.shape, P)
     schedule = build_schedule(collective, algorithm, P, count, root, **params)
     buf = spec.load(as_storage(data, name), P, count, root)
@@ -107,33 +113,41 @@ def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", roo
 
 
 def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None) -> np.ndarray:
-    """The numpy result of ``collective`` on ``data`` (what :func:`run` must return)."""
+    """The numpy result of ``collective`` on ``data`` (what :func:`run` must return, bit for bit).
+
+    Reductions combine the devices in order from device 0 with the kernels' rules
+    (:func:`collectives.collective.np_reduce`); float16 and bfloat16 are widened to float32 and
+    rounded back after every step, as the kernels do. Arguments are checked as :func:`run` does.
+    """
     spec = registry.collective(collective)
     check_op(op)
     data, name = check_data(data, dtype)
+    root = registry.check_root(root, data.shape[0])
     spec.count_from_shape(data.shape, data.shape[0])
-    if name == "bfloat16" and spec.reduces:
-        wide = (data.astype(np.uint32) << 16).view(np.float32)
-        return kernels._bf16_bits(spec.reference(wide, op, root, reducer=_bf16_reduce))
+    if name in ("float16", "bfloat16") and spec.reduces:
+        wide, narrow = ((kernels._half_widen, kernels._half_bits) if name == "float16"
+                        else (kernels._bf16_widen, kernels._bf16_bits))
+        bits = as_storage(data, name)
+        out = spec.reference(bits, op, root, reducer=lambda d, o: np_reduce(d, o, widen=wide, narrow=narrow))
+        return out.view(data.dtype)
     return spec.reference(data, op, root)
 
 
-def _bf16_reduce(wide: np.ndarray, op: str) -> np.ndarray:
-    """Reduce float32-widened bfloat16 rows in device order, rounding to bfloat16 after every step
-    as the kernels do."""
-    fn = {"sum": np.add, "avg": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}[op]
-    acc = wide[0].copy()
-    for row in wide[1:]:
-        acc = (kernels._bf16_bits(fn(acc, row)).astype(np.uint32) << 16).view(np.float32)
-    return acc / np.float32(wide.shape[0]) if op == "avg" else acc
-
-
 def check_data(data, dtype):
-    """``(data, dtype name)`` for a (devices, elements) input array; ``TypeError``/``ValueError`` otherwise."""
+    """``(data, dtype name)`` for a (devices, elements) input array; ``TypeError``/``ValueError`` otherwise.
+
+    ``data`` comes back in native byte order: a non-native array (``">f4"`` on a little-endian
+    machine) is converted to a new array; the caller's is never modified.
+
+    >>> check_data(np.arange(2, dtype=">i4").reshape(1, 2), None)
+    (array([[0, 1]], dtype=int32), 'int32')
+    """
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy.ndarray of shape (devices, elements), got {type(data).__name__}")
     if data.ndim != 2 or data.shape[0] < 1:
         raise ValueError(f"data has shape {data.shape}; expected (devices, elements) with at least one device")
+    if not data.dtype.isnative:  # the kernels and as_storage's views read native order: convert (a copy)
+        data = data.astype(data.dtype.newbyteorder("="))
     if dtype is not None and dtypes.canonical(dtype) == "bfloat16":
         if data.dtype != np.uint16:
             raise TypeError(f"bfloat16 data must be held as uint16 bit patterns, got {data.dtype}")

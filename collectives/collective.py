@@ -77,23 +77,71 @@ class Collective:
         raise NotImplementedError
 
 
-def np_reduce(data: np.ndarray, op: str, axis=0) -> np.ndarray:
-    """numpy reference of a reduction over ``axis`` (``avg`` truncates integers toward zero)."""
-    if op == "sum":
-        return np.add.reduce(data, axis=axis, dtype=data.dtype)
-    if op == "prod":
-        return np.multiply.reduce(data, axis=axis, dtype=data.dtype)
-    if op == "min":
-        return np.minimum.reduce(data, axis=axis)
-    if op == "max":
-        return np.maximum.reduce(data, axis=axis)
-    if op == "avg":
-        total = np.add.reduce(data, axis=axis, dtype=data.dtype)
-        n = data.shape[axis]
-        if total.dtype.kind in "iu":
-            return (np.sign(total) * (np.abs(total) // n)).astype(total.dtype)
-        return (total / n).astype(total.dtype)
-    raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+def np_reduce(data: np.ndarray, op: str, axis=0, widen=None, narrow=None) -> np.ndarray:
+    """numpy reference of a reduction over ``axis``, bit for bit what the kernels compute.
+
+    The rows are combined in order, starting from the first as the kernels start from a device's
+    own buffer (``acc = row 0; acc = acc op row 1; ...``), element-wise and vectorised, with the
+    kernels' IEEE rules (:mod:`collectives.kernels`): ``-0.0`` wins ``min``, ``+0.0`` wins ``max``,
+    a NaN wins over a number keeping its payload, and of two NaNs every op keeps the one whose bit
+    pattern (as an unsigned integer) is smaller. So a sum of ``-0.0`` is ``-0.0`` (``np.add.reduce``
+    starts from ``+0.0``). Integers wrap as the type does; ``avg`` is the sum divided by the number
+    of rows, integers truncating toward zero (without overflow, also for a sum at the minimum).
+
+    ``widen``/``narrow``: ``data`` holds 16-bit float bit patterns; each combine is done on
+    ``widen(bits)`` (float32) and rounded back with ``narrow``, as the kernels do.
+
+    >>> np_reduce(np.full((3, 1), -0.0, np.float32), "sum")
+    array([-0.], dtype=float32)
+    >>> np_reduce(np.array([[-100], [-28]], np.int8), "avg")
+    array([-64], dtype=int8)
+    """
+    fns = {"sum": np.add, "avg": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}
+    if op not in fns:
+        raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    data = np.moveaxis(np.asarray(data), axis, 0)
+    n = data.shape[0]
+    fn = fns[op]
+
+    def combine(a, b):
+        if a.dtype.kind != "f":  # integers: the plain op, wrapping in the type
+            return fn(a, b)
+        u = np.dtype(f"u{a.dtype.itemsize}")
+        ua, ub = a.view(u), b.view(u)
+        an, bn = np.isnan(a), np.isnan(b)
+        if op in ("min", "max"):
+            better = (b < a) if op == "min" else (b > a)
+            tie = (a == b) & ((ub > ua) if op == "min" else (ub < ua))  # +-0: min the sign bit, max not
+            return np.where(better | tie | (bn & (~an | (ub < ua))), b, a)
+        r = fn(a, b)
+        both = an & bn
+        if both.any():  # two NaNs: the smaller pattern, quieted as the hardware quiets an operand
+            c = np.where(ub < ua, b, a)[both]
+            r[both] = fn(c, c)
+        return r
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        acc = np.ascontiguousarray(data[0]).copy()
+        for row in data[1:]:
+            row = np.ascontiguousarray(row)
+            if widen is None:
+                acc = combine(acc, row)
+            else:
+                acc = narrow(combine(widen(acc), widen(row)))
+        if op != "avg":
+            return acc
+        if widen is not None:
+            return narrow(widen(acc) / np.float32(n))
+        if acc.dtype.kind == "f":
+            return acc / acc.dtype.type(n)
+        if acc.dtype.itemsize <= 4:  # exact in int64
+            t = acc.astype(np.int64)
+            return (np.sign(t) * (np.abs(t) // n)).astype(acc.dtype)
+        nn = acc.dtype.type(n)
+        q = acc // nn
+        if acc.dtype.kind == "i":  # floor to truncation: one step toward zero for a negative remainder
+            q += ((acc < 0) & (acc % nn != 0)).astype(acc.dtype)
+        return q
 
 
 def full_mask(P: int) -> int:

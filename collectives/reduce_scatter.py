@@ -27,7 +27,7 @@ class ReduceScatter(Collective):
     def count_from_shape(self, shape, P):
         if shape[1] % P:
             raise ValueError(f"reduce_scatter input has {shape[1]} elements per device; expected a multiple "
-                             f"of the device count {P}")
+                             f"of the device count P={P} (P blocks of m, one reduced onto each device)")
         return shape[1] // P
 
     def nbytes(self, P, count, itemsize):
