@@ -29,8 +29,6 @@ from .mpi_support import agree_on_arguments, world
 from . import VERSION
 
 DEFAULT_TOPOLOGY = "atlas800t-a2"
-# Refuse in-process data runs whose buffers would not fit comfortably in this host's memory.
-MAX_LOCAL_BYTES = 6 * 2**30
 
 
 def register(sub):
@@ -44,6 +42,9 @@ def register(sub):
     p.add_argument("-f", "--stepfactor", type=float, default=None, help="multiplicative size factor (overrides -i)")
     p.add_argument("-n", "--iters", type=int, default=20, help="timed iterations (default 20)")
     p.add_argument("-w", "--warmup_iters", type=int, default=1, help="warm-up iterations (default 1)")
+    p.add_argument("--host-budget", type=float, default=0.25, metavar="SECONDS",
+                   help="host seconds the timed data-plane calls of one size may take: fewer than -n iterations "
+                        "(at least one) past it; the emulated times need no repeats (default 0.25; 0: always -n)")
     p.add_argument("-c", "--check", type=int, default=1, help="check results (0: no, prints N/A)")
     p.add_argument("-d", "--datatype", default="float", help="|".join(dtypes.nccl_names()) + "|all")
     p.add_argument("-o", "--op", default="sum", help="|".join(OPS) + "|all")
@@ -162,6 +163,8 @@ def main(args) -> int:
                                      ("-c", args.check, 0, "0: no check")):
         check_int(flag, value, least, MAX_ITERS, what)
     check_int("--seed", args.seed, 0, MAX_SEED, "seed of the instability profile")
+    if not (math.isfinite(args.host_budget) and 0 <= args.host_budget <= 3600):
+        raise UsageError(f"--host-budget {args.host_budget}: expected seconds from 0 to 3600 (0: always -n)")
     if args.nodes is not None:
         check_int("--nodes", args.nodes, 1, MAX_DEVICES, "servers of the preset")
     if args.devices_per_rank is not None:
@@ -184,19 +187,20 @@ def main(args) -> int:
         registry.info(coll, args.algo)
     comm, rank, nranks = (None, 0, 1) if args.model_only else world()
     k = _devices_per_rank(args, P, nranks)
-    if not args.model_only and comm is None:
-        need = max(sizes) * P * 4 if sizes else 0
-        if need > MAX_LOCAL_BYTES:
-            raise UsageError(f"{P} devices x {max(sizes)} bytes need about {need / 2**30:.1f} GiB in one process; "
-                             "use --model-only, smaller -e, or mpirun with more ranks")
-    elif not args.model_only:
+    if not args.model_only and sizes:
+        # The data plane runs in column blocks, so what it needs does not grow with the size, but a
+        # system's one column (every device's slot elements) must still fit.
+        from collectives import dataplane
         from topologies.presets._common import physical_memory_bytes
 
-        need, memory = (max(sizes) * k * 4 if sizes else 0), physical_memory_bytes()
-        if memory is not None and need > memory:
-            raise UsageError(f"-e {args.maxbytes}: {k} devices per rank x {max(sizes)} bytes need about "
-                             f"{need / 2**30:.1f} GiB per rank, more than the {memory / 2**30:.1f} GiB of this "
-                             "machine; use --model-only, smaller -e, or more ranks")
+        memory = physical_memory_bytes()
+        top = max(sizes)
+        need = max(dataplane.memory_needed(coll, P, spec.count_for_nbytes(top, P, dtypes.itemsize(t)), t, nranks)
+                   for t in types)
+        if memory is not None and need > memory // 2:
+            raise UsageError(f"-e {args.maxbytes}: the data plane needs about {need / 2**30:.1f} GiB per process "
+                             f"on {P} devices, more than half of the {memory / 2**30:.1f} GiB of this machine; "
+                             "use --model-only, or more ranks")
 
     if args.jitter:
         from topologies.instability import profile
@@ -246,13 +250,9 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
            "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps,
            "time_stats_us": {stat: v * 1e6 for stat, v in sim.time_stats().items()}}
     total_wrong = 0
-    expected = {}
-    for place in ("out_of_place", "in_place"):
-        if args.model_only:
-            host_s, nwrong = math.nan, None
-        else:
-            host_s, nwrong = _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, sim.algorithm,
-                                       sim.params, in_place=(place == "in_place"), expected=expected)
+    data = ([(math.nan, None)] * 2 if args.model_only else
+            _run_data(args, spec, topo, P, comm, dtype, op, count, sim.algorithm, sim.params))
+    for place, (host_s, nwrong) in zip(("out_of_place", "in_place"), data):
         total_wrong += nwrong or 0
         row[place] = {"time": sim.time_s * 1e6, "alg_bw": sim.algbw_GBps, "bus_bw": sim.busbw_GBps,
                       "nwrong": nwrong, "host_time": host_s * 1e6}
@@ -262,84 +262,17 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
 
 # -- the data plane --------------------------------------------------------------------------------
 
-def device_input(spec, P, count, dtype, op, d):
-    """Deterministic input of device ``d``: small integers, so every order of reduction is exact.
+def _run_data(args, spec, topo, P, comm, dtype, op, count, algorithm, params):
+    """``[(host seconds per call, #wrong)]`` out of place and in place for this size, with real data
+    on the local or MPI executor, running the schedule the time plane timed (same algorithm and
+    parameters), in column blocks of bounded memory (:func:`collectives.dataplane.measure`)."""
+    from collectives import dataplane
 
-    Values are -1, 0 or 1 (0..2 for unsigned types; +-1 for prod), which keeps sums of up to 256
-    devices exact even in bfloat16.
-    """
-    x = spec.input_shape(P, count)[1]
-    i = np.arange(x, dtype=np.int64)
-    v = (d * 13 + i * 7) % 3
-    if op == "prod":
-        v = np.where((d * 7 + i) % 5 == 0, -1, 1)
-    elif dtype.startswith("uint"):
-        pass
-    else:
-        v = v - 1
-    if dtype.startswith("uint"):
-        v = np.abs(v)
-    if dtype == "bfloat16":
-        return (v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-    return v.astype(dtypes.storage(dtype) if dtype != "float16" else np.float16)
-
-
-def expected_rows(spec, P, count, dtype, op, root, devices):
-    """The expected result rows of ``devices`` (the reference on the full deterministic input)."""
-    from collectives.api import reference
-
-    full = np.stack([device_input(spec, P, count, dtype, op, d) for d in range(P)])
-    ref = reference(spec.name, full, op, root, dtype="bfloat16" if dtype == "bfloat16" else None)
-    if spec.name == "reduce":
-        return ref if root in devices else None
-    return ref[list(devices)]
-
-
-def _run_data(args, spec, topo, P, k, comm, rank, nranks, dtype, op, count, algorithm, params, in_place, expected):
-    """Host wall time per call and #wrong for this size, with real data on the local or MPI executor,
-    running the schedule the time plane timed (same algorithm and parameters).
-
-    The work buffers are loaded once. Out-of-place calls copy the input into them and run the
-    schedule; in-place calls run the schedule on the buffers as the previous call left them, as
-    repeated in-place calls do. The check runs once more on fresh input, against the expected rows
-    cached in the dict ``expected``.
-    """
-    from collectives import api
-
-    devices = range(rank * k, rank * k + k)
-    data = np.stack([device_input(spec, P, count, dtype, op, d) for d in devices])
-    bf = "bfloat16" if dtype == "bfloat16" else None
-    job = api.prepare(spec.name, data, algorithm, op=op, root=args.root, dtype=bf, comm=comm, topology=topo, **params)
-    loaded, execute, result = job.inputs, job.execute, job.result
-    work = loaded.copy()
-
-    def call():
-        if not in_place:
-            np.copyto(work, loaded)
-        execute(work)
-
-    for _ in range(args.warmup_iters):
-        call()
-    if comm is not None:
-        comm.Barrier()
-    t0 = time.perf_counter()
-    for _ in range(args.iters):
-        call()
-    host_s = (time.perf_counter() - t0) / args.iters
-    if comm is not None:
-        host_s = _combine(comm, host_s, args.average)
-    if args.check == 0:
-        return host_s, None
-    np.copyto(work, loaded)
-    execute(work)
-    got = result(work)
-    if "want" not in expected:  # the same for in-place and out-of-place: built once per size
-        expected["want"] = expected_rows(spec, P, count, dtype, op, args.root, devices)
-    want = expected["want"]
-    nwrong = 0 if want is None else int(np.count_nonzero(np.asarray(got).view(want.dtype) != want))
-    if comm is not None:
-        nwrong = comm.allreduce(nwrong)
-    return host_s, nwrong
+    budget = args.host_budget if args.host_budget > 0 else None
+    runs = dataplane.measure(spec.name, P, count, algorithm, params, dtype=dtype, op=op, root=args.root,
+                             topology=topo, comm=comm, iters=args.iters, warmup=args.warmup_iters,
+                             check=args.check != 0, places=(False, True), budget_s=budget)
+    return [(r.host_s if comm is None else _combine(comm, r.host_s, args.average), r.nwrong) for r in runs]
 
 
 def _combine(comm, value, how):
