@@ -51,6 +51,7 @@ def main(argv=None, prog="ccemu") -> int:
     try:
         parser = build_parser(prog)
         args = _parse(parser, argv)
+        _say_if_compiling(args)
         return int(args.func(args) or 0)
     except _Stop as stop:  # -h or --version on every rank: printed, nothing to abort
         return stop.code
@@ -72,6 +73,31 @@ def main(argv=None, prog="ccemu") -> int:
             traceback.print_exc()
             mpi_support.abort_others(1)
         raise
+
+
+# Commands that run no jitted code.
+_NO_JIT = {"topo", "tune"}
+
+
+def _say_if_compiling(args) -> None:
+    """One line on stderr when the jitted network model and kernels are not in Numba's cache yet
+    (the first command after an install compiles them; later ones load them)."""
+    if getattr(args, "command", None) in _NO_JIT:
+        return
+    import glob
+    import os
+
+    import topologies
+
+    where = [os.path.join(os.path.dirname(topologies.__file__), "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        where.append(os.environ["NUMBA_CACHE_DIR"])
+    if not any(glob.glob(os.path.join(d, "**", "network._solve_step-*.nbi"), recursive=True) for d in where):
+        from . import mpi_support
+
+        if mpi_support.rank() == 0:
+            print("ccemu: first run after install: compiling the network model and kernels (about 20 s on a "
+                  "2-core machine; cached for later runs)", file=sys.stderr, flush=True)
 
 
 def _parse(parser, argv):

@@ -227,7 +227,7 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
     edge = np.empty(max(16, npairs * 4), np.int64)
     frac = np.empty(edge.size, np.float64)
     hops = np.zeros(npairs, np.int64)
-    dist = np.full(n_nodes, -1, np.int64)
+    dist = np.full(n_nodes, -1, np.int32)  # as the cached rows: one compiled _bfs and _sweep
     load = np.zeros(n_nodes)
     out_w = np.zeros(n_nodes)
     mark = np.zeros(n_nodes, np.bool_)
