@@ -56,6 +56,9 @@ def register(sub):
     p.add_argument("--nodes", type=int, default=None, help="number of servers for a preset (default 1)")
     p.add_argument("--algo", default="auto", help="algorithm name, auto (default: the library's choice) or best "
                                                   "(the fastest of every algorithm and parameter set)")
+    p.add_argument("--library", default=None, metavar="NAME",
+                   help="library whose tuner --algo auto follows: nccl, rccl, hccl, ideal (= best) or native (the "
+                        "system vendor's); default ideal. The JSON then gives the headroom time(auto) / time(best)")
     p.add_argument("--model-only", action="store_true", help="emulated time only: no data, any device count, no mpirun")
     p.add_argument("--devices-per-rank", type=int, default=None, help="devices hosted by each MPI rank")
     p.add_argument("--jitter", default=None, metavar="PROFILE",
@@ -242,12 +245,17 @@ def _one_size(args, spec, topo, P, k, comm, rank, nranks, dtype, op, size):
     count = spec.count_for_nbytes(size, P, size_item)
     nbytes = spec.nbytes(P, count, size_item)
     sim = simulate(spec.name, nbytes, topo, algorithm=args.algo, dtype=dtype, op=op, root=args.root,
-                   jitter=args.jitter or None, seed=args.seed, iters=args.iters)
+                   jitter=args.jitter or None, seed=args.seed, iters=args.iters, library=args.library)
+    headroom = None
+    if args.algo == "auto" and sim.library_choice is not None and sim.library_choice.library != "ideal":
+        best = simulate(spec.name, nbytes, topo, algorithm="best", dtype=dtype, op=op, root=args.root)
+        headroom = sim.time_s / best.time_s if best.time_s > 0 else None
     row = {"size": nbytes, "count": count, "type": dtypes.NCCL_NAMES.get(dtype, dtype),
            "redop": op if spec.reduces else "none",
            "root": args.root if spec.rooted else -1,
            "algorithm": sim.algorithm, "params": sim.params, "protocol": sim.protocol,
-           "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps,
+           "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps, "headroom": headroom,
+           "library": None if sim.library_choice is None else sim.library_choice.as_dict(),
            "time_stats_us": {stat: v * 1e6 for stat, v in sim.time_stats().items()}}
     total_wrong = 0
     data = ([(math.nan, None)] * 2 if args.model_only else
@@ -367,6 +375,7 @@ def _json(args, coll, topo, P, rows, wrong, avg_bus):
         "results": [{"size": r["size"], "count": r["count"], "type": r["type"], "redop": r["redop"], "root": r["root"],
                      "out_of_place": place(r["out_of_place"]), "in_place": place(r["in_place"]),
                      "ccemu": {"algorithm": r["algorithm"], "params": r["params"], "protocol": r["protocol"],
+                               "headroom": r["headroom"], "library": r["library"],
                                "bus_efficiency": r["bus_efficiency"], "peak_GBps": r["peak_GBps"],
                                "time_stats_us": r["time_stats_us"]}} for r in rows],
         "out_of_bounds": {"count": wrong, "okay": wrong == 0},

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from topologies.model import PROTOCOLS
-from topologies.network import StepSolver, StepTimer
+from topologies.network import StepSolver, StepTimer, expand_edge_bytes
 
 from . import dtypes, registry, select
 from .ops import check_op
@@ -49,9 +49,11 @@ class SimResult:
     params: dict = field(default_factory=dict)
     #: How the algorithm was chosen: ``"named"`` by the caller, or ``"auto"`` / ``"best"``.
     selection: str = "named"
-    #: With ``candidates=True`` and a choice: every candidate (:class:`collectives.select.Trial`),
+    #: With ``candidates=True`` and ``best``: every candidate (:class:`collectives.select.Trial`),
     #: fastest first, then the ones not timed with the reason.
     candidates: list | None = field(default=None, repr=False)
+    #: With ``auto``: the library's pick in its own terms (:class:`collectives.libraries.Choice`).
+    library_choice: object = field(default=None, repr=False)
 
     def time_stats(self) -> dict:
         """``min``, ``median``, ``p99`` and ``max`` emulated seconds over the sampled calls."""
@@ -72,7 +74,10 @@ class SimResult:
     def as_dict(self) -> dict:
         keys = ("collective", "algorithm", "params", "selection", "topology", "P", "nbytes", "count", "dtype",
                 "time_s", "algbw_GBps", "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "steps")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.library_choice is not None:
+            out["library"] = self.library_choice.as_dict()
+        return out
 
 
 #: Algorithm names that ask for a choice rather than name an algorithm.
@@ -81,7 +86,8 @@ SELECTIONS = ("auto", "best")
 
 def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dtype="float32", op: str = "sum",
              root: int = 0, model: dict | None = None, protocol: str = "auto", jitter=None, seed: int = 0,
-             iters: int = 20, failure=None, candidates: bool = False, **params) -> SimResult:
+             iters: int = 20, failure=None, candidates: bool = False, library: str | None = None,
+             library_version: str | None = None, library_env: dict | None = None, **params) -> SimResult:
     """Emulated time of one collective call of ``nbytes`` (nccl-tests' size) on ``topology``.
 
     No data moves: the schedule's transfers go to the network model, so any device count works.
@@ -97,11 +103,18 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
     topology : topologies.Topology or str
         The system, or a preset name (``topologies.presets()``).
     algorithm : str
-        ``"auto"`` (default): the choice the system's collective library would make (for now the
-        same as ``"best"``); ``"best"``: the fastest of every algorithm and parameter set
-        (:mod:`collectives.select`); or an algorithm name (``collectives.list_algorithms(collective)``).
-        ``result.algorithm`` and ``result.params`` say what ran, ``result.selection`` how it was
-        chosen; ``candidates=True`` keeps the ranked candidates in ``result.candidates``.
+        ``"auto"`` (default): what the system's collective library picks, by its own tuner
+        (:mod:`collectives.libraries`), timed on the network model; ``"best"``: the fastest of every
+        algorithm and parameter set (:mod:`collectives.select`); or an algorithm name
+        (``collectives.list_algorithms(collective)``). ``result.algorithm`` and ``result.params``
+        say what ran, ``result.selection`` how it was chosen, ``result.library_choice`` the
+        library's pick in its own terms; ``candidates=True`` keeps the ranked candidates of
+        ``best`` in ``result.candidates``.
+    library, library_version, library_env
+        The library ``auto`` asks (``nccl``, ``rccl``, ``hccl``, ``ideal``, or ``native``: the one
+        the system's vendor ships), its version, and env-style overrides such as
+        ``{"NCCL_ALGO": "NVLS"}``. The default is :data:`DEFAULT_LIBRARY` (``ideal``, whose choice
+        is ``best``'s) until the library models' constants are fitted on the calibration sets.
     protocol : str
         The regime (``simple``, ``ll128``, ``ll``; see :mod:`topologies.model`); ``auto`` takes the
         fastest, as NCCL's tuner does.
@@ -154,6 +167,14 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
             raise ValueError(f"unknown algorithm {algorithm!r} for {collective}; expected "
                              f"{', '.join(SELECTIONS)} or one of {', '.join(registry.list_algorithms(collective))}")
         return _simulate_one(algorithm, given, jitter=jitter, seed=seed, iters=iters, **one)
+    if algorithm == "auto":
+        choice = _library_choice(collective, int(nbytes), topology, library, library_version, library_env)
+        if choice.ccemu_algorithm not in SELECTIONS:
+            return _simulate_choice(choice, given, one, protocol, jitter, seed, iters)
+        res = simulate(collective, nbytes, topology, "best", dtype, op, root, model, protocol, jitter, seed, iters,
+                       failure, candidates, **params)
+        res.selection, res.library_choice = "auto", choice
+        return res
     trials = select.rank(collective, int(nbytes), topology, lambda a, p: _simulate_one(a, p, **one), given, size)
     if not trials or trials[0].result is None:
         raise select.unavailable(collective, topology, trials)
@@ -162,6 +183,54 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
                                                            iters=iters, **one)
     res.selection = algorithm
     res.candidates = trials if candidates else None
+    return res
+
+
+#: The library ``auto`` asks when none is named. ``ideal`` (= ``best``) until the library models'
+#: constants are fitted on the calibration sets; ``library="native"`` asks the system vendor's.
+DEFAULT_LIBRARY = "ideal"
+
+
+def _library_choice(collective, nbytes, topology, library, version, env):
+    from . import libraries
+
+    name = library or DEFAULT_LIBRARY
+    if name == "native":
+        name = libraries.native_library(topology)
+    return libraries.library(name).choose(collective, nbytes, topology, version=version, env=env)
+
+
+def _simulate_choice(choice, given, one, protocol, jitter, seed, iters) -> SimResult:
+    """The network model's time for a library's pick: its ccemu schedule and protocol, over the
+    pieces the library cuts the call into (HCCL's CCL buffer), added."""
+    alg = registry.info(one["spec"].name, choice.ccemu_algorithm)
+    bad = sorted(set(given) - set(alg.params))
+    if bad:
+        raise ValueError(f"{choice.library} runs {choice.ccemu_algorithm} here, which has no parameter {bad[0]!r}; "
+                         f"name the algorithm, or use algorithm='best', to set it")
+    params = {**choice.ccemu_params, **given}
+    proto = protocol if protocol != "auto" else choice.ccemu_protocol
+    pieces = choice.pieces or [one["nbytes"]]
+    runs = []
+    for piece in pieces:
+        piece_one = dict(one, nbytes=int(piece) - int(piece) % one["itemsize"], protocol=proto)
+        runs.append(_simulate_one(choice.ccemu_algorithm, params, jitter=jitter, seed=seed, iters=iters, **piece_one))
+    res = runs[0]
+    if len(runs) > 1:  # one result for the whole call: times add up, bandwidths follow from the total
+        total = sum(r.time_s for r in runs)
+        spec, P = one["spec"], res.P
+        count = spec.count_for_nbytes(one["nbytes"], P, one["itemsize"])
+        res.nbytes = spec.nbytes(P, count, one["itemsize"])
+        res.count = count
+        res.time_s = total
+        res.algbw_GBps = res.nbytes / total / 1e9 if total > 0 else 0.0
+        res.busbw_GBps = res.algbw_GBps * spec.busbw_factor(P)
+        res.bus_efficiency = res.busbw_GBps / res.peak_GBps if res.peak_GBps > 0 else math.nan
+        res.steps = [st for r in runs for st in r.steps]
+        res.link_bytes = sum(r.link_bytes for r in runs)
+        if jitter is not None:
+            res.time_samples_s = sum(r.time_samples_s for r in runs)
+    res.selection, res.library_choice = "auto", choice
     return res
 
 
@@ -239,6 +308,9 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     plan = [(0, topology, timers)] + list(segments)
     node_of = [_endpoint_nodes(t, schedule) for _, t, _ in plan]
     edge_map = [None] + [_edge_map(t, topology) for _, t, _ in plan[1:]]
+    # Bytes per link of each segment's routing arrays (the same in every regime), spread on the
+    # topology's own links once at the end.
+    seg_bytes = [np.zeros(len(ts[0].solver.arrays.edge_kind)) for _, _, ts in plan]
     step = 0
     for phase, src, dst, nb, reduce, repeat in schedule.timing(itemsize):
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
@@ -248,14 +320,13 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
             count = int(max(0, min(step + repeat, end) - max(step, first)))
             if count == 0:
                 continue
-            for timer, run in zip(seg_timers, runs):
+            for r, (timer, run) in enumerate(zip(seg_timers, runs)):
                 t_net, detail = timer.time(node_of[i][src], node_of[i][dst], nb)
                 # Devices reduce while data streams in (as NCCL's kernels do): the slower sets the pace.
                 t_step = max(t_net, t_red)
                 run.total += t_step * count
-                if detail is not None:
-                    ids = detail.edge_ids if edge_map[i] is None else edge_map[i][detail.edge_ids]
-                    run.link_bytes += count * np.bincount(ids, weights=detail.edge_bytes, minlength=len(run.link_bytes))
+                if detail is not None and r == 0:  # the bytes on each link are the same in every regime
+                    seg_bytes[i][detail.edge_ids] += count * detail.edge_bytes
                 if keep_shapes:
                     run.shapes.append((count, detail, t_red, devices))
                 if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
@@ -263,6 +334,15 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
                 else:
                     run.steps.append({"phase": phase, "repeat": count, "step_s": t_step})
         step += repeat
+    link_bytes = np.zeros(len(runs[0].capacity_Bps))
+    for i, (_, _, ts) in enumerate(plan):
+        per_edge = expand_edge_bytes(seg_bytes[i], ts[0].solver.arrays)
+        if edge_map[i] is None:
+            link_bytes += per_edge
+        else:
+            np.add.at(link_bytes, edge_map[i], per_edge)
+    for run in runs:
+        run.link_bytes = link_bytes
     return runs
 
 
