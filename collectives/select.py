@@ -7,10 +7,14 @@ the extra parameter sets an algorithm declares (``variants``, e.g. ``hierarchica
 ``intra`` / ``inter`` pairs). Algorithms that cannot run on the topology
 (:class:`~collectives.registry.AlgorithmUnavailable`) are skipped with the reason.
 
-On large systems (more than :data:`LARGE_P` devices) only algorithms that declare themselves
-``large_scale`` are timed, and none whose schedule has more than :data:`MAX_FLOWS` transfers; the
-others are reported as skipped. :func:`collectives.simulate` with ``algorithm="best"`` (and, until
-the library models land, ``"auto"``) takes the fastest.
+Candidates are timed in order of a closed-form lower bound of their time
+(:func:`collectives.timing.lower_bound`: per step, the bytes each device, and each group of
+devices joined by scale-up links, must send and receive over the capacity it has), and one whose
+bound is above the fastest time found is pruned, so every candidate is either timed or proven
+slower. Without a bound, on large systems (more than :data:`LARGE_P` devices) only algorithms
+that declare themselves ``large_scale`` are timed, and none whose schedule has more than
+:data:`MAX_FLOWS` transfers. :func:`collectives.simulate` with ``algorithm="best"`` (and ``"auto"``
+under the ``ideal`` library) takes the fastest.
 """
 
 from __future__ import annotations
@@ -93,33 +97,53 @@ def _variants(alg, topology, nbytes):
             yield dict(base, **extra)
 
 
-def rank(collective: str, nbytes: int, topology, timer, given: dict | None = None, itemsize: int = 4
-         ) -> list[Trial]:
+def rank(collective: str, nbytes: int, topology, timer, given: dict | None = None, itemsize: int = 4,
+         bound=None) -> list[Trial]:
     """Every candidate timed by ``timer(algorithm, params)`` (or the reason it was not), fastest
-    first, then the skipped ones. Ties keep candidate order (algorithms by name, defaults first)."""
+    first, then the others. Ties keep candidate order (algorithms by name, defaults first).
+
+    ``bound(algorithm, params)``, optional, is a lower bound of a candidate's time: candidates are
+    then timed in order of their bounds, and one whose bound is above the fastest time found so far
+    is not timed (it cannot win; it is reported as pruned, with both figures).
+    """
     spec = registry.collective(collective)
     large = topology.num_devices > LARGE_P
-    trials = []
-    for name, params in candidates(collective, topology, nbytes, given):
-        if large and not registry.info(collective, name).large_scale:
-            trials.append(Trial(name, params, skipped=f"not timed on more than {LARGE_P} devices "
-                                                      "(schedule too large to time quickly)"))
+    order = []
+    trials = {}
+    for i, (name, params) in enumerate(candidates(collective, topology, nbytes, given)):
+        try:
+            lb = bound(name, params) if bound is not None else 0.0
+        except AlgorithmUnavailable as exc:
+            trials[i] = Trial(name, params, skipped=str(exc))
+            continue
+        order.append((lb, i, name, params))
+    best = float("inf")
+    for lb, i, name, params in sorted(order, key=lambda x: (x[0], x[1])):
+        if lb > best:
+            trials[i] = Trial(name, params, skipped=f"pruned: its lower bound {lb * 1e6:.3f} us is above the fastest "
+                                                    f"time found, {best * 1e6:.3f} us")
+            continue
+        if large and bound is None and not registry.info(collective, name).large_scale:
+            trials[i] = Trial(name, params, skipped=f"not timed on more than {LARGE_P} devices "
+                                                    "(schedule too large to time quickly)")
             continue
         try:
-            if large:
+            if large and bound is None:
                 count = spec.count_for_nbytes(int(nbytes), topology.num_devices, itemsize)
                 flows = timed_flows(registry.build_schedule(collective, name, topology.num_devices, count,
                                                             topology=topology, **params))
                 if flows > MAX_FLOWS:
-                    trials.append(Trial(name, params, skipped=f"{flows} transfers to time (more than {MAX_FLOWS})"))
+                    trials[i] = Trial(name, params, skipped=f"{flows} transfers to time (more than {MAX_FLOWS})")
                     continue
             res = timer(name, params)
         except AlgorithmUnavailable as exc:
-            trials.append(Trial(name, params, skipped=str(exc)))
+            trials[i] = Trial(name, params, skipped=str(exc))
             continue
-        trials.append(Trial(name, res.params, res))
-    timed = sorted((t for t in trials if t.result is not None), key=lambda t: t.result.time_s)
-    return timed + [t for t in trials if t.result is None]
+        trials[i] = Trial(name, res.params, res)
+        best = min(best, res.time_s)
+    ordered = [trials[i] for i in sorted(trials)]
+    timed = sorted((t for t in ordered if t.result is not None), key=lambda t: t.result.time_s)
+    return timed + [t for t in ordered if t.result is None]
 
 
 def timed_flows(schedule) -> int:

@@ -175,7 +175,8 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
                        failure, candidates, **params)
         res.selection, res.library_choice = "auto", choice
         return res
-    trials = select.rank(collective, int(nbytes), topology, lambda a, p: _simulate_one(a, p, **one), given, size)
+    trials = select.rank(collective, int(nbytes), topology, lambda a, p: _simulate_one(a, p, **one), given, size,
+                         bound=lambda a, p: _lower_bound(a, p, **one))
     if not trials or trials[0].result is None:
         raise select.unavailable(collective, topology, trials)
     pick = trials[0]
@@ -232,6 +233,99 @@ def _simulate_choice(choice, given, one, protocol, jitter, seed, iters) -> SimRe
             res.time_samples_s = sum(r.time_samples_s for r in runs)
     res.selection, res.library_choice = "auto", choice
     return res
+
+
+def lower_bound(collective: str, nbytes: int, topology, algorithm: str, dtype="float32", root: int = 0,
+                model: dict | None = None, **params) -> float:
+    """A closed-form lower bound of :func:`simulate`'s time for a named algorithm (any regime).
+
+    Per step: the bytes each device (and each switch endpoint) sends and receives over the summed
+    capacity of its links, and the bytes each group of devices joined by scale-up links sends to
+    and receives from other groups over the capacity of its scale-out links
+    (:data:`topologies.model.SCALE_OUT_KINDS`); plus the least message and call costs. Computed from
+    the schedule alone (no routes, no max-min solve), it lets ``best`` prune candidates that cannot win.
+
+    >>> from topologies import ring
+    >>> t = ring(4, bw_GBps=10.0, lat_us=1.0)
+    >>> bool(lower_bound("allreduce", 8_000_000, t, "ring") <= simulate("allreduce", 8_000_000, t, "ring").time_s)
+    True
+    """
+    topology = _as_topology(topology)
+    spec = registry.collective(collective)
+    name = dtypes.canonical(dtype)
+    size = dtypes.itemsize(name)
+    one = dict(spec=spec, nbytes=int(nbytes), topology=topology, dtype=name, itemsize=size, root=root,
+               model=model, protocol="auto", failure=None)
+    return _lower_bound(algorithm, {k: v for k, v in params.items() if v is not None}, **one)
+
+
+def _lower_bound(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, root, model, protocol, failure) -> float:
+    P = topology.num_devices
+    count = spec.count_for_nbytes(nbytes, P, itemsize)
+    params = {**default_params(spec.name, algorithm, topology, nbytes), **given}
+    schedule = build_schedule(spec.name, algorithm, P, count, root, topology=topology, **params)
+    cap_out, cap_in, comp, comp_out, comp_in, msg_s, call_s = _bound_tables(topology, model, protocol)
+    node_of = _endpoint_nodes(topology, schedule)
+    n, nc = len(cap_out), len(comp_out)
+    total = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _, src, dst, nb, _, repeat in schedule.timing(itemsize):
+            s, d = node_of[src], node_of[dst]
+            remote = s != d
+            if not remote.any():
+                continue
+            s, d, b = s[remote], d[remote], nb[remote]
+            t = max(np.nanmax(np.bincount(s, b, n) / cap_out), np.nanmax(np.bincount(d, b, n) / cap_in))
+            cs, cd = comp[s], comp[d]
+            cross = cs != cd
+            if cross.any():
+                t = max(t, np.nanmax(np.bincount(cs[cross], b[cross], nc) / comp_out),
+                        np.nanmax(np.bincount(cd[cross], b[cross], nc) / comp_in))
+            total += (t + msg_s) * repeat
+    return float(total + call_s)
+
+
+def _bound_tables(topology, model, protocol):
+    """Per node: out and in capacity (bytes/s at Simple's efficiency, the highest); per scale-up
+    group: its node ids' group, scale-out capacity out and in; the least message and call costs."""
+    from topologies.model import PROTOCOLS, SCALE_OUT_KINDS
+    from topologies.network import LinkParams
+
+    key = ("_bound_tables", repr(sorted((model or {}).items())), protocol)
+    hit = topology.__dict__.get(key)
+    if hit is not None:
+        return hit
+    a = topology.arrays
+    n = len(a.nodes)
+    cap = LinkParams(topology, model, "simple").capacity_Bps
+    cap_out = np.bincount(a.edge_src, cap, n)
+    cap_in = np.bincount(a.edge_dst, cap, n)
+    out_kind = np.array([k in SCALE_OUT_KINDS for k in a.link_kinds], bool)[a.edge_kind]
+    parent = np.arange(n)
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for u, v in zip(a.edge_src[~out_kind].tolist(), a.edge_dst[~out_kind].tolist()):
+        ru, rv = find(u), find(v)
+        if ru != rv:
+            parent[max(ru, rv)] = min(ru, rv)
+    roots = np.array([find(x) for x in range(n)])
+    _, comp = np.unique(roots, return_inverse=True)
+    nc = int(comp.max()) + 1
+    leaving = comp[a.edge_src] != comp[a.edge_dst]
+    comp_out = np.bincount(comp[a.edge_src][leaving], cap[leaving], nc)
+    comp_in = np.bincount(comp[a.edge_dst][leaving], cap[leaving], nc)
+    protos = PROTOCOLS if protocol == "auto" else (protocol,)
+    links = [LinkParams(topology, model, p) for p in protos]
+    msg_s = min(float(lk.msg_by_kind_s.min()) for lk in links) + float(a.lat_us.min(initial=0.0)) * 1e-6
+    call_s = min(lk.call_s for lk in links)
+    out = (cap_out, cap_in, comp, comp_out, comp_in, msg_s, call_s)
+    topology.__dict__[key] = out
+    return out
 
 
 def _as_topology(topology):

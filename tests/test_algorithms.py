@@ -365,7 +365,16 @@ def test_auto_reports_algorithm_and_params_and_ranks_candidates():
     topo = switch(8, bw_GBps=100.0, reduce=True)
     trials = collectives.simulate("allreduce", BIG, topo, algorithm="best", candidates=True).candidates
     timed = [t.result.time_s for t in trials if t.result is not None]
-    assert timed == sorted(timed) and len(timed) > len(registry.list_algorithms("allreduce"))
+    assert timed == sorted(timed) and len(trials) > len(registry.list_algorithms("allreduce"))
+    # Every candidate is timed or proven slower: a pruned one's lower bound exceeds the best time,
+    # and its real time does too.
+    from collectives.timing import lower_bound
+    pruned = [t for t in trials if t.result is None and t.skipped.startswith("pruned")]
+    assert pruned and all(t.result is not None or t.algorithm == "hierarchical" or t in pruned for t in trials)
+    for t in pruned:
+        if t.result is None:
+            real = collectives.simulate("allreduce", BIG, topo, algorithm=t.algorithm, **t.params).time_s
+            assert real >= lower_bound("allreduce", BIG, topo, t.algorithm, **t.params) > timed[0]
     best = collectives.simulate("allreduce", BIG, topo, algorithm="best")
     assert best.algorithm == trials[0].algorithm and best.params == trials[0].params
     assert collectives.simulate("allreduce", BIG, topo).algorithm == best.algorithm  # auto is best for now

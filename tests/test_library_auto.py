@@ -55,3 +55,9 @@ def test_bench_json_carries_library_pick_and_headroom(tmp_path, capsys):
     assert row["library"]["algorithm"] == "NVLS" and row["headroom"] == pytest.approx(1.0)
     assert main(["bench", "allreduce", "--model-only", "--library", "mpich", "-b", "1K", "-e", "1K"]) == 2
     assert "unknown library 'mpich'" in capsys.readouterr().err
+
+
+def test_the_tuners_scale_out_kinds_are_the_models():
+    from collectives import libraries
+    from topologies import model
+    assert libraries.SCALE_OUT_KINDS == model.SCALE_OUT_KINDS

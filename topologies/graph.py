@@ -221,8 +221,10 @@ class Topology:
 
     def peak_bw_GBps(self):
         """Per-device peak bandwidth (GB/s, one direction); see :func:`topologies.peak.peak_bw_GBps`."""
-        from .peak import peak_bw_GBps
-        return peak_bw_GBps(self)
+        if "_peak_GBps" not in self.__dict__:  # a value of the sealed graph: computed once
+            from .peak import peak_bw_GBps
+            self.__dict__["_peak_GBps"] = peak_bw_GBps(self)
+        return self.__dict__["_peak_GBps"]
 
     # -- compact arrays for the jitted routing and network model ----------------------------
     @cached_property
@@ -318,6 +320,10 @@ class AggregatedArrays:
         self.edge_src, self.edge_dst = (uniq // len(keep)).astype(np.int64), (uniq % len(keep)).astype(np.int64)
         self.bw_GBps = np.bincount(inverse, weights=base.bw_GBps, minlength=len(uniq))
         self.share = base.bw_GBps / self.bw_GBps[inverse]
+        # Original edges of each merged edge (CSR), to spread a merged edge's bytes back.
+        order = np.argsort(self.edge_of, kind="stable")
+        self.members = order.astype(np.int64)
+        self.members_ptr = np.searchsorted(self.edge_of[order], np.arange(len(uniq) + 1)).astype(np.int64)
         first = np.zeros(len(uniq), np.int64)
         first[inverse[::-1]] = np.arange(len(inverse))[::-1]
         self.lat_us = base.lat_us[first]

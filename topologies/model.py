@@ -37,6 +37,9 @@ PROTOCOL_EFFICIENCY = {"simple": 1.0, "ll128": 120 / 128, "ll": 8 / 16}
 MSG_KEY = {"simple": "msg_us", "ll128": "ll128_msg_us", "ll": "ll_msg_us"}
 CALL_KEY = {"simple": "call_us", "ll128": "ll128_call_us", "ll": "ll_call_us"}
 
+#: Link kinds of scale-out networks (NICs and their fabric); the others are scale-up or host links.
+SCALE_OUT_KINDS = ("ib", "roce")
+
 # Costs of one message (per transfer) and of one call, per regime, in microseconds.
 COST_KEYS = ("msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")
 LINK_PARAMS = ("efficiency",) + COST_KEYS

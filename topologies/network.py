@@ -139,7 +139,8 @@ def _link_bytes(routes, nbytes, n_edges):
 class StepDetail:
     """The remote transfers of a timed step, kept small (a cache holds many): per transfer its bytes,
     latency, data-completion time and the link kinds on its path (a bitmask over
-    ``topology.arrays.link_kinds``); per link touched, the bytes it carried."""
+    ``topology.arrays.link_kinds``); per link touched, the bytes it carried (links of the routing
+    arrays the step was solved on: :func:`expand_edge_bytes` gives them on the topology's edges)."""
 
     nbytes: np.ndarray
     lat_s: np.ndarray
@@ -147,9 +148,6 @@ class StepDetail:
     kind_mask: np.ndarray
     edge_ids: np.ndarray
     edge_bytes: np.ndarray
-
-    def link_bytes(self, n_edges: int) -> np.ndarray:
-        return np.bincount(self.edge_ids, weights=self.edge_bytes, minlength=n_edges)
 
 
 class StepSolver:
@@ -195,11 +193,8 @@ class StepSolver:
         hit = self._cache.get(key)
         if hit is None:
             routes = route_pairs(self.topo, s, d, self.arrays)
-            none = np.zeros(len(s) + 1, np.int64)
-            zero = np.zeros(len(s))
-            _, data, _ = _run_flows(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, unit, zero,
-                                    none, none[:0])
-            ids, per_edge = _edge_bytes(routes, unit, self.arrays)
+            data = _solve_step(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, unit)
+            ids, per_edge = _edge_bytes(routes, unit)
             hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {})
             if len(self._cache) > 4096:
                 self._cache.clear()
@@ -210,7 +205,7 @@ class StepSolver:
 @dataclass
 class _Pattern:
     """A solved step for unit bytes: routes, data-completion times and per-link bytes (on the
-    topology's own edges), and its latencies per regime once asked for."""
+    solver's routing edges), and its latencies per regime once asked for."""
 
     routes: object
     unit: np.ndarray
@@ -221,13 +216,21 @@ class _Pattern:
     lat_s: dict
 
 
-def _edge_bytes(routes, nbytes, arrays):
+def _edge_bytes(routes, nbytes):
+    """``(edge ids, bytes)`` of the links a step's flows use, in the routes' own edge space."""
     owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
-    per_edge = np.bincount(routes.edge, weights=routes.frac * nbytes[owner], minlength=len(arrays.edge_kind))
-    if isinstance(arrays, AggregatedArrays):  # merged edges split by their twins' shares
-        per_edge = per_edge[arrays.edge_of] * arrays.share
-    ids = np.flatnonzero(per_edge)
-    return ids, per_edge[ids]
+    ids, inverse = np.unique(routes.edge, return_inverse=True)
+    load = np.bincount(inverse, weights=routes.frac * nbytes[owner], minlength=len(ids))
+    keep = load != 0
+    return ids[keep], load[keep]
+
+
+def expand_edge_bytes(per_edge: np.ndarray, arrays) -> np.ndarray:
+    """Bytes per edge of ``arrays`` (merged routing arrays, or plain ones) on the topology's own
+    edges: a merged edge's bytes spread over its twins by their shares."""
+    if isinstance(arrays, AggregatedArrays):
+        return per_edge[arrays.edge_of] * arrays.share
+    return per_edge
 
 
 class StepTimer:
@@ -264,6 +267,106 @@ class StepTimer:
             self._cache.clear()
         self._cache[key] = out
         return out
+
+
+@numba.njit(cache=True)
+def _solve_step(ptr, edge, frac, capacity, nbytes):
+    """Data-completion times of flows that all start at 0 with no dependencies.
+
+    Max-min fair sharing couples only flows that share a link, so the flows are split into
+    connected components (union-find over their links) and each is solved on its own: a flow alone
+    on its links runs at ``min(capacity / frac)`` (what progressive filling gives it), and a larger
+    component runs the event loop on its own flows and links only. The same rates as one solve of
+    everything, at a cost that grows with the components' sizes rather than with the whole step's.
+    """
+    n = nbytes.size
+    parent = np.arange(n)
+    first = np.full(capacity.size, -1, np.int64)
+    for f in range(n):
+        for i in range(ptr[f], ptr[f + 1]):
+            e = edge[i]
+            if first[e] < 0:
+                first[e] = f
+            else:
+                a = f
+                while parent[a] != a:
+                    parent[a] = parent[parent[a]]
+                    a = parent[a]
+                b = first[e]
+                while parent[b] != b:
+                    parent[b] = parent[parent[b]]
+                    b = parent[b]
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    root = np.empty(n, np.int64)
+    size = np.zeros(n, np.int64)
+    for f in range(n):
+        a = f
+        while parent[a] != a:
+            a = parent[a]
+        root[f] = a
+        size[a] += 1
+    data = np.zeros(n)
+    # Flows of each multi-flow component, contiguous (CSR by root).
+    comp_ptr = np.zeros(n + 1, np.int64)
+    for f in range(n):
+        comp_ptr[root[f] + 1] += 1 if size[root[f]] > 1 else 0
+    for r in range(n):
+        comp_ptr[r + 1] += comp_ptr[r]
+    members = np.empty(comp_ptr[n], np.int64)
+    fill = comp_ptr[:-1].copy()
+    for f in range(n):
+        if size[root[f]] == 1:
+            if nbytes[f] <= 0.0 or ptr[f + 1] == ptr[f]:
+                continue
+            rate = np.inf
+            for i in range(ptr[f], ptr[f + 1]):
+                v = capacity[edge[i]] / frac[i]
+                if v < rate:
+                    rate = v
+            data[f] = nbytes[f] / rate
+        else:
+            members[fill[root[f]]] = f
+            fill[root[f]] += 1
+    local = np.full(capacity.size, -1, np.int64)
+    for r in range(n):
+        lo, hi = comp_ptr[r], comp_ptr[r + 1]
+        if hi - lo == 0:
+            continue
+        m = hi - lo
+        cnt = 0
+        for j in range(lo, hi):
+            f = members[j]
+            cnt += ptr[f + 1] - ptr[f]
+        sub_ptr = np.zeros(m + 1, np.int64)
+        sub_edge = np.empty(cnt, np.int64)
+        sub_frac = np.empty(cnt)
+        sub_bytes = np.empty(m)
+        edges_used = np.empty(cnt, np.int64)
+        ne = 0
+        pos = 0
+        for j in range(m):
+            f = members[lo + j]
+            sub_bytes[j] = nbytes[f]
+            for i in range(ptr[f], ptr[f + 1]):
+                e = edge[i]
+                if local[e] < 0:
+                    local[e] = ne
+                    edges_used[ne] = e
+                    ne += 1
+                sub_edge[pos] = local[e]
+                sub_frac[pos] = frac[i]
+                pos += 1
+            sub_ptr[j + 1] = pos
+        sub_cap = np.empty(ne)
+        for k in range(ne):
+            sub_cap[k] = capacity[edges_used[k]]
+            local[edges_used[k]] = -1
+        none = np.zeros(m + 1, np.int64)
+        _, end, _ = _run_flows(sub_ptr, sub_edge, sub_frac, sub_cap, sub_bytes, np.zeros(m), none, none[:0])
+        for j in range(m):
+            data[members[lo + j]] = end[j]
+    return data
 
 
 @numba.njit(cache=True)

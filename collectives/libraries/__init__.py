@@ -179,6 +179,7 @@ def native_library(topology) -> str:
 
 # -- what a tuner reads from the topology --------------------------------------------------------------
 
+# topologies.model.SCALE_OUT_KINDS (not imported: the topologies package loads numba; a test keeps them equal).
 SCALE_OUT_KINDS = ("ib", "roce")
 
 
