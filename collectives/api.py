@@ -56,7 +56,7 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     array([0., 1., 2., 3., 4., 5.], dtype=float32)
     """
     job = prepare(collective, data, algorithm, op, root, dtype, **params)
-    buf = job.inputs.copy()
+    buf = job.inputs  # prepare() already copied the input into work buffers: run on them
     job.execute(buf)
     return job.result(buf)
 

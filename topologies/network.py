@@ -171,10 +171,21 @@ class StepSolver:
         self.model = model
         self.link = LinkParams(topo, model, "simple", self.arrays)
         self._cache = {}
+        self._steps = {}
 
     def solve(self, src, dst, nbytes):
         """``(scale, pattern)`` for a step; ``pattern`` is None when every transfer is local, else
         a :class:`_Pattern` solved for the bytes divided by ``scale`` (the largest flow's bytes)."""
+        raw = (src.tobytes(), dst.tobytes(), np.asarray(nbytes, np.float64).tobytes())
+        seen = self._steps.get(raw)  # the same step asked for by each regime: merged and solved once
+        if seen is not None:
+            return seen
+        if len(self._steps) > 8192:
+            self._steps.clear()
+        self._steps[raw] = out = self._solve(src, dst, nbytes)
+        return out
+
+    def _solve(self, src, dst, nbytes):
         remote = src != dst
         s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
         # Several transfers between one pair in a step travel as one message (one flow): same
