@@ -12,7 +12,7 @@ model.
 >>> list_algorithms("alltoall")
 ['bruck', 'direct', 'hierarchical', 'pairwise']
 >>> info("allreduce", "ring").params
-{'channels': 1, 'chunks': 1}
+{'channels': 1, 'chunks': 1, 'orders': 'strides'}
 """
 
 from __future__ import annotations

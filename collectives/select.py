@@ -57,7 +57,7 @@ def candidates(collective: str, topology, nbytes: int | None = None, given: dict
     >>> [a for a, p in candidates("alltoall", full_mesh(4))]
     ['bruck', 'direct', 'hierarchical', 'pairwise']
     >>> candidates("allreduce", full_mesh(4), given={"chunks": 2})[:2]
-    [('in_network', {'chunks': 2}), ('ring', {'channels': 2, 'chunks': 2})]
+    [('in_network', {'chunks': 2}), ('ring', {'channels': 6, 'chunks': 2, 'orders': 'mesh'})]
     """
     given = {k: v for k, v in (given or {}).items() if v is not None}
     out = []
@@ -79,11 +79,13 @@ def _variants(alg, topology, nbytes):
     if "channels" in base:
         # Channel c is the ring of stride s_c: on a full mesh each stride has links of its own (up
         # to the coprime strides, and MAX_CHANNELS); elsewhere only the two directions of the index
-        # ring (1 and P-1) can differ, so more channels only cost time to simulate.
+        # ring (1 and P-1) can differ, so more channels only cost time to simulate. (A full mesh's
+        # default is its mesh rings, which use every link; these are the stride rings beside them.)
         limit = min(len(coprime_strides(P)), MAX_CHANNELS) if is_full_mesh(topology) else min(2, P - 1)
+        strides = {"orders": "strides"} if "orders" in base else {}
         for c in sorted({1, 2, 4, limit}):
-            if c <= limit and c != base["channels"]:
-                v = dict(base, channels=c)
+            if c <= limit and (c != base["channels"] or base.get("orders", "strides") != "strides"):
+                v = dict(base, channels=c, **strides)
                 if alg.pipelined:    # pipelines re-tune their depth for the smaller share per channel
                     v["chunks"] = pipeline_chunks(alg, topology, nbytes, c)
                 yield v

@@ -113,8 +113,8 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
     library, library_version, library_env
         The library ``auto`` asks (``nccl``, ``rccl``, ``hccl``, ``ideal``, or ``native``: the one
         the system's vendor ships), its version, and env-style overrides such as
-        ``{"NCCL_ALGO": "NVLS"}``. The default is :data:`DEFAULT_LIBRARY` (``ideal``, whose choice
-        is ``best``'s) until the library models' constants are fitted on the calibration sets.
+        ``{"NCCL_ALGO": "NVLS"}``. The default is :data:`DEFAULT_LIBRARY` (``native``: a preset's
+        vendor library; ``ideal``, whose choice is ``best``'s, on a topology no library models).
     protocol : str
         The regime (``simple``, ``ll128``, ``ll``; see :mod:`topologies.model`); ``auto`` takes the
         fastest, as NCCL's tuner does.
@@ -187,9 +187,9 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
     return res
 
 
-#: The library ``auto`` asks when none is named. ``ideal`` (= ``best``) until the library models'
-#: constants are fitted on the calibration sets; ``library="native"`` asks the system vendor's.
-DEFAULT_LIBRARY = "ideal"
+#: The library ``auto`` asks when none is named: the system vendor's (NCCL, RCCL, HCCL), whose
+#: constants are fitted on the calibration sets; ``ideal`` (= ``best``) where none is modelled.
+DEFAULT_LIBRARY = "native"
 
 
 def _library_choice(collective, nbytes, topology, library, version, env):
@@ -198,6 +198,8 @@ def _library_choice(collective, nbytes, topology, library, version, env):
     name = library or DEFAULT_LIBRARY
     if name == "native":
         name = libraries.native_library(topology)
+        if collective not in (libraries.library(name).collectives or (collective,)):
+            name = "ideal"     # the vendor's model has no tuner for it: ccemu's search stands in
     return libraries.library(name).choose(collective, nbytes, topology, version=version, env=env)
 
 
@@ -211,6 +213,7 @@ def _simulate_choice(choice, given, one, protocol, jitter, seed, iters) -> SimRe
                          f"name the algorithm, or use algorithm='best', to set it")
     params = {**choice.ccemu_params, **given}
     proto = protocol if protocol != "auto" else choice.ccemu_protocol
+    one = dict(one, model=library_model(choice.library, one["topology"], one["model"]))
     pieces = choice.pieces or [one["nbytes"]]
     runs = []
     for piece in pieces:
@@ -233,6 +236,19 @@ def _simulate_choice(choice, given, one, protocol, jitter, seed, iters) -> SimRe
             res.time_samples_s = sum(r.time_samples_s for r in runs)
     res.selection, res.library_choice = "auto", choice
     return res
+
+
+def library_model(library: str, topology, model: dict | None) -> dict | None:
+    """The call's model overrides with every link kind's efficiency scaled by the library's
+    ``bw_efficiency`` (:data:`topologies.model.LIBRARY_DEFAULTS`: the share of the links' rate its
+    collectives reach), or ``model`` itself when the library reaches all of it."""
+    from topologies import model as _model
+
+    factor = _model.library_efficiency(library)
+    if factor == 1.0:
+        return model
+    base = _model.resolve(topology.model, model)
+    return {kind: dict((model or {}).get(kind, {}), efficiency=p["efficiency"] * factor) for kind, p in base.items()}
 
 
 def lower_bound(collective: str, nbytes: int, topology, algorithm: str, dtype="float32", root: int = 0,

@@ -9,7 +9,9 @@ algorithm declares:
   over different device orders, each carrying ``1/channels`` of the data. On a full mesh, channel
   ``c`` is the ring ``i -> i + s_c`` for the strides ``s_c`` coprime with P
   (:func:`~collectives.algorithms.pipeline.coprime_strides`), which use disjoint links: default one
-  channel per such stride. Elsewhere (switch, ring, clusters) 1.
+  channel per such stride. Rings that take ``orders`` run on a full mesh as ``orders="mesh"``
+  instead, one channel per ring of :func:`~collectives.algorithms.pipeline.mesh_rings`, which use
+  every link (the strides reach 4 of 7 links at P = 8). Elsewhere (switch, ring, clusters) 1.
 - ``chunks`` of a pipelined algorithm (one declaring a ``pipeline`` shape ``E`` steps deep): the
   ``C`` minimising ``(E + C) * (alpha + n / C * beta)``, that is ``C = sqrt(E * n * beta / alpha)``,
   clamped to ``1..MAX_CHUNKS``. Other algorithms keep their declared ``chunks`` (ring allreduce,
@@ -24,7 +26,7 @@ import math
 import numpy as np
 
 from . import registry
-from .algorithms.pipeline import coprime_strides
+from .algorithms.pipeline import coprime_strides, mesh_rings
 
 #: Upper bound of the tuned pipeline depth (more chunks only add steps and latency).
 MAX_CHUNKS = 64
@@ -37,9 +39,9 @@ def default_params(collective: str, algorithm: str, topology, nbytes: int | None
 
     >>> from topologies import full_mesh, switch
     >>> default_params("allreduce", "ring", full_mesh(8))
-    {'channels': 4, 'chunks': 1}
+    {'channels': 14, 'chunks': 1, 'orders': 'mesh'}
     >>> default_params("allreduce", "ring", switch(8))
-    {'channels': 1, 'chunks': 1}
+    {'channels': 1, 'chunks': 1, 'orders': 'strides'}
     >>> default_params("broadcast", "ring", switch(8, lat_us=1.0, bw_GBps=100.0), 64 << 20)
     {'channels': 1, 'chunks': 45}
     """
@@ -47,7 +49,12 @@ def default_params(collective: str, algorithm: str, topology, nbytes: int | None
     out = {k: v for k, v in alg.params.items() if v is not None}
     if "channels" in out and alg.channels == "strides":
         P = topology.num_devices
-        out["channels"] = len(coprime_strides(P)) if (P > 2 and is_full_mesh(topology)) else out["channels"]
+        if P > 2 and is_full_mesh(topology):
+            if "orders" in out:
+                out["orders"] = "mesh"
+                out["channels"] = len(mesh_rings(P))
+            else:
+                out["channels"] = len(coprime_strides(P))
     if "chunks" in out and alg.pipelined:
         out["chunks"] = pipeline_chunks(alg, topology, nbytes, out.get("channels", 1))
     return out

@@ -293,9 +293,12 @@ def test_full_mesh_auto_uses_all_links_and_one_ring_uses_one():
     assert best.busbw_GBps >= 0.9 * 7 * link
     one = collectives.simulate("allreduce", BIG, topo, algorithm="ring", channels=1)
     assert 0.9 * link <= one.busbw_GBps <= link * (1 + 1e-9)
-    # The default ring runs one channel per stride coprime with 8 (1, 7, 3, 5): four links' worth.
-    four = collectives.simulate("allreduce", BIG, topo, algorithm="ring")
-    assert four.params == {"channels": 4, "chunks": 1}
+    # The default ring runs the 14 mesh rings, which use all 7 links of a device alike ...
+    seven = collectives.simulate("allreduce", 4 * BIG, topo, algorithm="ring")   # per-message costs amortised
+    assert seven.params == {"channels": 14, "chunks": 1, "orders": "mesh"}
+    assert 0.9 * 7 * link <= seven.busbw_GBps <= 7 * link * (1 + 1e-9)
+    # ... the rings on strides coprime with 8 (1, 7, 3, 5) reach four links' worth.
+    four = collectives.simulate("allreduce", BIG, topo, algorithm="ring", orders="strides", channels=4)
     assert 0.9 * 4 * link <= four.busbw_GBps <= 4 * link * (1 + 1e-9)
 
 
@@ -345,9 +348,9 @@ def test_ring_like_simulate_stays_fast_on_1024_devices():
 # -- parameters and auto ---------------------------------------------------------------------------
 
 def test_default_params_per_topology():
-    assert default_params("allreduce", "ring", full_mesh(8)) == {"channels": 4, "chunks": 1}
-    assert default_params("allreduce", "ring", full_mesh(7))["channels"] == 6
-    assert default_params("allreduce", "ring", switch(8)) == {"channels": 1, "chunks": 1}
+    assert default_params("allreduce", "ring", full_mesh(8)) == {"channels": 14, "chunks": 1, "orders": "mesh"}
+    assert default_params("allreduce", "ring", full_mesh(7))["channels"] == 6   # 3 Walecki cycles, both ways
+    assert default_params("allreduce", "ring", switch(8)) == {"channels": 1, "chunks": 1, "orders": "strides"}
     assert default_params("allreduce", "direct", switch(8)) == {}
     small = default_params("broadcast", "ring", switch(8), 1024)["chunks"]
     large = default_params("broadcast", "ring", switch(8), BIG)["chunks"]
@@ -357,7 +360,7 @@ def test_default_params_per_topology():
 
 def test_simulate_reports_the_params_it_ran_with():
     r = collectives.simulate("allreduce", 1 << 20, full_mesh(8), algorithm="ring", chunks=2)
-    assert r.params == {"channels": 4, "chunks": 2}
+    assert r.params == {"channels": 14, "chunks": 2, "orders": "mesh"}
     assert collectives.simulate("allreduce", 1 << 20, full_mesh(8), algorithm="direct").params == {}
 
 

@@ -25,8 +25,14 @@ def test_auto_times_the_librarys_pick():
 def test_native_asks_the_vendors_library_and_ideal_is_best():
     assert simulate("allreduce", 1 << 20, "atlas800t-a2", library="native").library_choice.library == "hccl"
     assert simulate("allreduce", 1 << 20, "mi308x-8", library="native").library_choice.library == "rccl"
-    ideal = simulate("allreduce", 1 << 20, "mi308x-8")            # the default library is ideal
+    default = simulate("allreduce", 1 << 20, "mi308x-8")          # the default library is the vendor's
+    assert default.library_choice.library == "rccl"
+    ideal = simulate("allreduce", 1 << 20, "mi308x-8", library="ideal")
     assert ideal.time_s == simulate("allreduce", 1 << 20, "mi308x-8", algorithm="best").time_s
+    # A generic topology, and a device no vendor model covers, ask ideal.
+    from topologies import full_mesh
+    assert simulate("allreduce", 1 << 20, full_mesh(4)).library_choice.library == "ideal"
+    assert simulate("allreduce", 1 << 20, "mi250x-8").library_choice.library == "ideal"
 
 
 def _headroom(system, nbytes):
@@ -36,8 +42,9 @@ def _headroom(system, nbytes):
 
 def test_headroom_one_where_the_library_runs_the_best_schedule():
     # On an NVSwitch node at 256 MiB NCCL's tuner picks NVLS, which is ccemu's in-network
-    # reduction, the fastest schedule there: nothing to gain.
-    assert _headroom("hgx-h20", 256 << 20) == pytest.approx(1.0, abs=1e-12)
+    # reduction, the fastest schedule there: nothing to gain but what best's search over the
+    # pipeline depth finds (under 1%: the switch's finite reduction rate moves the best depth).
+    assert 1.0 <= _headroom("hgx-h20", 256 << 20) <= 1.01
 
 
 def test_headroom_above_one_where_a_ring_meets_a_full_mesh():
@@ -52,7 +59,7 @@ def test_bench_json_carries_library_pick_and_headroom(tmp_path, capsys):
                  "--library", "nccl", "-J", str(out)]) == 0
     capsys.readouterr()
     row = json.loads(out.read_text())["results"][0]["ccemu"]
-    assert row["library"]["algorithm"] == "NVLS" and row["headroom"] == pytest.approx(1.0)
+    assert row["library"]["algorithm"] == "NVLS" and 1.0 <= row["headroom"] <= 1.01
     assert main(["bench", "allreduce", "--model-only", "--library", "mpich", "-b", "1K", "-e", "1K"]) == 2
     assert "unknown library 'mpich'" in capsys.readouterr().err
 

@@ -70,6 +70,31 @@ def values(doc: dict) -> dict:
 LINK_DEFAULTS = values(load_data())
 
 
+def _section_values(doc: dict, section: str) -> dict:
+    return {k: {n: float(e["value"]) for n, e in v.items()} for k, v in doc.get(section, {}).items()}
+
+
+#: Per switch generation, ``reduce_GBps``: the bytes of incoming data one switch chip reduces per
+#: second in the network (NVLS). Presets put it on their reducing switches as ``reduce_bw_GBps``.
+SWITCH_DEFAULTS = _section_values(load_data(), "switches")
+
+#: Per collective library, ``bw_efficiency``: the fraction of the links' rate (``efficiency``) its
+#: collectives reach; ``simulate(..., library=...)`` scales every link kind's efficiency by it.
+LIBRARY_DEFAULTS = _section_values(load_data(), "libraries")
+
+
+def switch_reduce_GBps(generation: str) -> float:
+    """The in-network reduction rate of one switch chip of ``generation`` (``ValueError`` if unknown)."""
+    if generation not in SWITCH_DEFAULTS:
+        raise ValueError(f"unknown switch generation {generation!r}; expected one of {', '.join(SWITCH_DEFAULTS)}")
+    return SWITCH_DEFAULTS[generation]["reduce_GBps"]
+
+
+def library_efficiency(library: str) -> float:
+    """``bw_efficiency`` of a collective library (1.0 for one the data file does not list)."""
+    return LIBRARY_DEFAULTS.get(library, {}).get("bw_efficiency", 1.0)
+
+
 def resolve(topology_model: dict | None = None, call_model: dict | None = None) -> dict:
     """Merge defaults, the topology's overrides and the call's overrides into one parameter dict.
 

@@ -105,6 +105,33 @@ def ring_orders(P: int, channels: int, start: int = 0) -> np.ndarray:
     return (start + s[:, None] * np.arange(P, dtype=np.int64)[None, :]) % P
 
 
+def mesh_rings(P: int) -> np.ndarray:
+    """Directed rings through all P devices that together use every device pair's link alike.
+
+    On a full mesh a ring on index strides uses 2 of a device's P-1 links, and the coprime strides
+    reach only some of them (4 of 7 links at P = 8). These rings are Hamiltonian cycles from
+    Walecki's construction: device ``P-1``, then the zig-zag path ``0, 1, -1, 2, -2, ...`` over the
+    others (mod P-1), rotated. For odd P the ``(P-1)/2`` rotations
+    cover every pair once; for even P the ``P-1`` rotations cover every pair twice (RCCL's 8-GPU
+    xGMI model lists 7 such orders). Each cycle is taken in both directions, so every directed link
+    carries the same number of rings: ``P-1`` rings for odd P, ``2(P-1)`` for even P.
+
+    >>> mesh_rings(4).tolist()     # each of the 12 directed links of 4 devices in 2 of the 6 rings
+    [[3, 0, 1, 2], [3, 1, 2, 0], [3, 2, 0, 1], [2, 1, 0, 3], [0, 2, 1, 3], [1, 0, 2, 3]]
+    """
+    if P <= 2:
+        return np.array([[0, 1], [1, 0]] if P == 2 else [[0]], dtype=np.int64)
+    m = P - 1                               # devices on the zig-zag; device P-1 is the fixed point
+    zig = [0]
+    for k in range(1, m):
+        zig.append((k + 1) // 2 if k % 2 else -(k // 2))
+    zig = np.array(zig, dtype=np.int64)
+    rotations = m if P % 2 == 0 else m // 2
+    cycles = [np.concatenate([[P - 1], (zig + r) % m]) for r in range(rotations)]
+    out = cycles + [c[::-1] for c in cycles]
+    return np.array(out, dtype=np.int64)
+
+
 def check_count_param(name: str, value, minimum: int = 1) -> int:
     """An integer parameter (channels, chunks) or ``ValueError`` naming it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

@@ -9,6 +9,10 @@ Parameters (tuned for a topology by :func:`collectives.tuning.default_params`):
 - ``channels``: rings run at once, ring ``c`` visiting ``i, i + s_c, i + 2 s_c, ...`` for the
   ``c``-th stride coprime with P, each carrying ``1/channels`` of the data. On a full mesh the
   strides use disjoint links, so ``channels`` rings use ``channels`` links per device.
+- ``orders`` (allreduce, reduce-scatter, allgather): ``"strides"`` (default) for the rings above;
+  ``"mesh"`` for the rings of :func:`~collectives.algorithms.pipeline.mesh_rings`, which together
+  use every link of a full mesh alike (RCCL's 8-GPU xGMI rings); channel ``c`` is mesh ring
+  ``c mod R``, so ``channels = R`` spreads the data evenly. The tuned default on a full mesh.
 - ``chunks``: the data of each channel is cut into ``chunks`` pieces that go round the ring one
   after the other (NCCL's loop over ``nranks * chunkSize`` slices). Every link is busy in every step
   anyway, so more chunks only add steps; 1 by default.
@@ -24,7 +28,10 @@ import numpy as np
 
 from ..registry import algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
-from .pipeline import DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, pipeline_phases, ring_orders
+from .pipeline import (DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, mesh_rings, pipeline_phases,
+                       ring_orders)
+
+ORDERS = ("strides", "mesh")
 
 
 def _ring_params(collective, P, count, topology, params):
@@ -32,12 +39,23 @@ def _ring_params(collective, P, count, topology, params):
     return check_count_param("channels", p["channels"]), check_count_param("chunks", p["chunks"])
 
 
+def _orders(collective, params):
+    orders = resolve_params(collective, "ring", params)["orders"]
+    if orders not in ORDERS:
+        raise ValueError(f"orders={orders!r}; expected one of {', '.join(ORDERS)}")
+    return orders
+
+
 class _Rings:
     """``channels`` rings of P devices as flat transfer arrays (channel-major)."""
 
-    def __init__(self, P, channels):
+    def __init__(self, P, channels, orders="strides"):
         self.P = P
-        self.orders = ring_orders(P, channels)
+        if orders == "mesh":
+            rings = mesh_rings(P)
+            self.orders = rings[np.arange(channels) % len(rings)]
+        else:
+            self.orders = ring_orders(P, channels)
         self.src = self.orders.ravel()
         self.dst = np.roll(self.orders, -1, axis=1).ravel()
         self.pos = np.tile(np.arange(P, dtype=np.int64), channels)
@@ -65,13 +83,17 @@ def _slot_chunks(P, count, pieces):
     return (slots + off[None, :]).ravel(), np.tile(ln, P)
 
 
-@algorithm("allreduce", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
+RING_PARAMS = {"channels": 1, "chunks": 1, "orders": "strides"}
+
+
+@algorithm("allreduce", "ring", params=RING_PARAMS, channels="strides", large_scale=True, sub_name="ring")
 def ring_allreduce(spec, P, count, root=0, topology=None, **params):
     channels, chunks = _ring_params("allreduce", P, count, topology, params)
+    orders = _orders("allreduce", params)
     off, ln = split(count, chunks * channels * P)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels)
+        rings = _Rings(P, channels, orders)
         for loop in range(chunks):
             def cid(chan, b, loop=loop):
                 return (loop * channels + chan) * P + b
@@ -82,26 +104,27 @@ def ring_allreduce(spec, P, count, root=0, topology=None, **params):
 
 def _slot_ring(spec, P, count, root, topology, params, reduce):
     channels, chunks = _ring_params(spec.name, P, count, topology, params)
+    orders = _orders(spec.name, params)
     pieces = chunks * channels
     off, ln = _slot_chunks(P, count, pieces)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels)
+        rings = _Rings(P, channels, orders)
         for loop in range(chunks):
             # Ring position p must end with (reduce-scatter) / start from (allgather) its own slot.
             def cid(chan, b, loop=loop):
                 return rings.orders[chan, b] * pieces + loop * channels + chan
             phases.append(rings.phase("reduce-scatter" if reduce else "allgather", cid, reduce))
     return Schedule(spec.name, "ring", P, count, P * count, off, ln, phases, root,
-                    info={"channels": channels, "chunks": chunks})
+                    info={"channels": channels, "chunks": chunks, "orders": orders})
 
 
-@algorithm("reduce_scatter", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
+@algorithm("reduce_scatter", "ring", params=RING_PARAMS, channels="strides", large_scale=True, sub_name="ring")
 def ring_reduce_scatter(spec, P, count, root=0, topology=None, **params):
     return _slot_ring(spec, P, count, root, topology, params, reduce=True)
 
 
-@algorithm("allgather", "ring", params={"channels": 1, "chunks": 1}, channels="strides", large_scale=True, sub_name="ring")
+@algorithm("allgather", "ring", params=RING_PARAMS, channels="strides", large_scale=True, sub_name="ring")
 def ring_allgather(spec, P, count, root=0, topology=None, **params):
     return _slot_ring(spec, P, count, root, topology, params, reduce=False)
 

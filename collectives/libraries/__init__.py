@@ -44,6 +44,10 @@ __all__ = ["Choice", "Candidate", "LIBRARIES", "library", "device_model", "nativ
            "check_env", "check_version"]
 
 
+#: The collectives the vendor library models have tuners for.
+MODELLED_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "alltoall", "broadcast", "reduce")
+
+
 class Candidate(NamedTuple):
     """One row of a library's cost table: ``predicted_us`` is ``None`` when the pair is ineligible,
     and ``reason`` says why (or, for an eligible row, the latency and bandwidth that make its time)."""
@@ -170,11 +174,16 @@ def device_model(topology) -> str:
 
 
 def native_library(topology) -> str:
-    """The library the system's vendor ships: ``nccl``, ``rccl``, ``hccl``, or ``ideal`` when none is modelled."""
+    """The library the system's vendor ships: ``nccl``, ``rccl``, ``hccl``, or ``ideal`` when none is
+    modelled for this device (no device model, or the library's model has no entry for it)."""
     try:
-        return _VENDOR_LIBRARY.get(device_model(topology), "ideal")
+        model = device_model(topology)
     except ValueError:
         return "ideal"
+    name = _VENDOR_LIBRARY.get(model, "ideal")
+    if name != "ideal" and model not in LIBRARIES[name].devices:
+        return "ideal"
+    return name
 
 
 # -- what a tuner reads from the topology --------------------------------------------------------------
@@ -238,8 +247,7 @@ def system(topology) -> System:
     kinds: dict = {}
     lanes: dict = {}
     bw: dict = {}
-    via_switch = False
-    reducing = True
+    switch_reduce: dict = {}
     mesh_peers = 0
     nic = None
     attach = None
@@ -259,14 +267,18 @@ def system(topology) -> System:
         lanes[k] = lanes.get(k, 0) + int(e.get("lanes", 1))
         bw[k] = bw.get(k, 0.0) + float(e["bw_GBps"])
         if kind_v == "switch":
-            via_switch = True
-            reducing = reducing and bool(g.nodes[v].get("reduce"))
+            switch_reduce.setdefault(k, []).append(bool(g.nodes[v].get("reduce")))
         elif kind_v == "device":
             mesh_peers += 1
     if kinds:
         main = max(kinds, key=lambda k: (bw[k], k))
     else:
         main = "pcie"
+    # Only switches of the scale-up kind count (an imported NCCL topology's GPU also has a PCIe switch).
+    via_switch = main in switch_reduce
+    reducing = all(switch_reduce.get(main, [False]))
+    if nic is None:
+        nic, attach = _nearest_nic(g, dev0)
     nic_bw = nic_kind = None
     if nic is not None:
         for w in g.successors(nic):
@@ -284,6 +296,27 @@ def system(topology) -> System:
                   attach_GBps=attach, nics_per_node=nics0, superpods=len(pods))
 
 
+def _nearest_nic(g, dev):
+    """A device's nearest NIC through PCIe switches and CPUs (an imported NCCL topology, whose NICs sit on
+    the PCIe tree), as NCCL pairs a GPU with its closest NIC: ``(nic, attach GB/s)``, or ``(None, None)``."""
+    seen, frontier = {dev}, [dev]
+    while frontier:
+        found = [v for u in frontier for v in g.successors(u)
+                 if g.nodes[v].get("kind") == "nic" and g.edges[u, v]["link"] == "pcie" and v not in seen]
+        if found:
+            nic = sorted(found, key=str)[0]
+            return nic, max(float(g.edges[u, nic]["bw_GBps"]) for u in g.predecessors(nic)
+                            if g.edges[u, nic]["link"] == "pcie")
+        nxt = []
+        for u in frontier:
+            for v in g.successors(u):
+                if v not in seen and g.nodes[v].get("kind") in ("switch", "cpu") and g.edges[u, v]["link"] == "pcie":
+                    seen.add(v)
+                    nxt.append(v)
+        frontier = nxt
+    return None, None
+
+
 def check_call(collective: str, nbytes) -> str:
     """The collective's registry name (``ValueError`` listing them otherwise) after checking ``nbytes``."""
     from .. import registry
@@ -295,16 +328,17 @@ def check_call(collective: str, nbytes) -> str:
 
 
 def ring_channel_cap(sysinfo: System) -> int:
-    """How many ccemu ring/tree channels are link-disjoint on this system: one per ring stride coprime
-    with P on a full mesh (as :mod:`collectives.tuning` defaults), else the two directions of the
-    index ring (as :mod:`collectives.select` tries)."""
-    from ..algorithms.pipeline import coprime_strides
+    """How many ccemu ring/tree channels use distinct links on this system: on a full mesh the
+    rings that cover every link (:func:`~collectives.algorithms.pipeline.mesh_rings`, as
+    :mod:`collectives.tuning` defaults), else the two directions of the index ring (as
+    :mod:`collectives.select` tries)."""
+    from ..algorithms.pipeline import mesh_rings
 
     P = sysinfo.P
     if P <= 2:
         return 1
     if sysinfo.nodes == 1 and sysinfo.full_mesh:
-        return len(coprime_strides(P))
+        return len(mesh_rings(P))
     return 2
 
 

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 
-from . import Candidate, Choice, check_call, check_env, check_version, system
+from . import MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, system
 
 NAME = "hccl"
 # libraries.md header: hicann/hccl commit 09300b70 (docs) and hicann/hcomm (search index); no release number.
@@ -224,6 +224,8 @@ class HCCLModel:
     versions = VERSIONS
     default_version = DEFAULT_VERSION
     algorithms = ALGORITHMS
+    #: The collectives this model has a tuner for (nccl-tests' and hccl_test's); others run as ``ideal``.
+    collectives = MODELLED_COLLECTIVES
     protocols = PROTOCOLS
     env_keys = ("HCCL_ALGO", "HCCL_BUFFSIZE")
     devices = DEVICES

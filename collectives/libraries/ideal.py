@@ -19,6 +19,7 @@ class IdealModel:
     versions = (__version__,)          # ccemu's own version: the search is ccemu's
     default_version = __version__
     algorithms = ("best",)
+    collectives = None      # every registered collective
     protocols = ("auto",)
     env_keys = ()
 

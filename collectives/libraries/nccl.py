@@ -70,7 +70,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import Candidate, Choice, check_call, check_env, check_version, ring_channel_cap, system
+from . import MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, ring_channel_cap, system
+from .. import registry
+from ..algorithms.pipeline import coprime_strides
 
 NAME = "nccl"
 # libraries.md 1.4 "Drift": constants keyed by NCCL version (2.19.3 tag v2.19.3-1; 2.30.7 commit 5067397c).
@@ -555,6 +557,8 @@ class NCCLModel:
     versions = VERSIONS
     default_version = DEFAULT_VERSION
     algorithms = ALGORITHMS
+    #: The collectives this model has a tuner for (nccl-tests' and hccl_test's); others run as ``ideal``.
+    collectives = MODELLED_COLLECTIVES
     protocols = PROTOCOLS
     env_keys = ("NCCL_ALGO", "NCCL_PROTO")
     devices = DEVICES
@@ -870,6 +874,11 @@ class NCCLModel:
         """``(ccemu algorithm, params, exact, note)`` for a pick (module docstring table)."""
         cap = ring_channel_cap(si)
         nch = max(1, min(channels or 1, cap))
+        if (algo == "Ring" and si.nodes == 1 and si.full_mesh and si.P > 2
+                and "orders" in registry.info(collective, "ring").params):
+            return "ring", {"channels": cap, "orders": "mesh"}, False, (
+                f"approximate: ring over ccemu's {cap} mesh rings, which use every link alike, as the library's "
+                "ring orders on a full mesh do (libraries.md 2.2); its channels are CTAs on those orders")
         if algo == "Ring":
             note = (f"ring with channels = min(NCCL's {channels}, the {cap} link-disjoint rings ccemu has here); "
                     "ccemu's channels are rings on index strides, NCCL's are CTAs on one ring order")
@@ -877,6 +886,8 @@ class NCCLModel:
                 note += "; across servers ccemu's rings cross on at most 2 NICs, NCCL's on every rail"
             return "ring", {"channels": nch}, False, "approximate: " + note
         if algo == "Tree":
+            if si.nodes == 1 and si.full_mesh:   # trees take the stride orders: one per coprime stride
+                nch = max(1, min(channels or 1, len(coprime_strides(si.P))))
             return "tree", {"channels": nch}, False, ("approximate: ccemu's double binary tree spans all ranks; "
                                                       "NCCL chains the GPUs of a server")
         if algo == "NVLS":

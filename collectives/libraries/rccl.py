@@ -244,7 +244,7 @@ class RCCLModel(NCCLModel):
         >>> from topologies import preset
         >>> c = RCCL.choose("allreduce", 256 << 20, preset("mi300x-8"))
         >>> c.algorithm, c.protocol, c.channels, round(c.predicted_us, 1), c.ccemu_algorithm, c.ccemu_params
-        ('Ring', 'Simple', 112, 1444.5, 'ring', {'channels': 4})
+        ('Ring', 'Simple', 112, 1444.5, 'ring', {'channels': 14, 'orders': 'mesh'})
         """
         check_call(collective, nbytes)
         nbytes = int(nbytes)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ._common import (PCIE_GEN4_X16_GBps, PCIE_GEN5_X16_GBps, ScaleOut, add_device, build_system, check_choice,
                       link_devices_to_switches, register)
+from ..model import switch_reduce_GBps
 
 # docs/hardware.md#nccl-model: NCCL's NVLink ring LL latency is 0.6 us per GPU-to-GPU hop; a hop through an
 # NVSwitch crosses two links (GPU->switch->GPU), so each link carries half of it.
@@ -45,8 +46,10 @@ def _hgx(preset_name, *, gpus, lanes_per_switch, link_GBps, reduce, mem_bw_GBps,
 
     def build_node(g, s, first):
         switches = [f"n{s}.nvs{k}" for k in range(len(lanes_per_switch))]
+        # ``reduce``: False, or the switch generation whose chips reduce in the network (NVLS).
+        attrs = {"reduce": True, "reduce_bw_GBps": switch_reduce_GBps(reduce)} if reduce else {"reduce": False}
         for sw in switches:
-            g.add_node(sw, kind="switch", reduce=reduce, node=s)
+            g.add_node(sw, kind="switch", node=s, **attrs)
         devs = [add_device(g, f"n{s}.gpu{j}", first + j, server=s, mem_bw_GBps=mem_bw_GBps) for j in range(gpus)]
         link_devices_to_switches(g, devs, switches, lanes_per_switch, link_GBps=link_GBps, lat_us=NVLINK_LAT_US,
                                  link="nvlink")
@@ -116,7 +119,7 @@ def _hopper(preset_name, *, lanes, mem_bw_GBps, description, sources, nodes, fab
         lanes = [1] * sum(lanes)
         description += " (one switch node per NVLink plane)"
     return _hgx(preset_name, gpus=8, lanes_per_switch=lanes, link_GBps=NVLINK4_GBps,
-                reduce=True,                      # docs/hardware.md#nvidia-nvlink: NVSwitch gen3 reduces (NVLS)
+                reduce="nvswitch3",               # docs/hardware.md#nvidia-nvlink: NVSwitch gen3 reduces (NVLS)
                 mem_bw_GBps=mem_bw_GBps,
                 nic_GBps=NDR_GBps,                # docs/hardware.md#networks: one 400G NIC per GPU (HGX H100)
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # Hopper is PCIe Gen5
@@ -202,7 +205,7 @@ def hgx_b200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                 # 144 ports = 2 chips, 9 links to each.
                 lanes_per_switch=[9, 9],
                 link_GBps=NVLINK5_GBps,
-                reduce=True,                      # NVLink Switch gen4 keeps in-switch reduction (NVLS)
+                reduce="nvswitch4",               # NVLink Switch gen4 keeps in-switch reduction (NVLS)
                 mem_bw_GBps=8000.0,               # estimate (docs/hardware.md#estimates): B200 data-sheet HBM3e
                 nic_GBps=NDR_GBps,                # estimate: one 400G NIC per GPU as on HGX H100
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # estimate: Gen5 host link
@@ -223,7 +226,7 @@ def gb200_nvl72(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     return _hgx("gb200-nvl72", gpus=72,
                 lanes_per_switch=[1] * 18,        # docs/hardware.md#nvidia-nvlink: GB200 NVL72, 18 switch chips
                 link_GBps=NVLINK5_GBps,           # docs/hardware.md#nvidia-nvlink: 1.8 TB/s bidir over 18 links
-                reduce=True,
+                reduce="nvswitch4",
                 mem_bw_GBps=8000.0,               # estimate (docs/hardware.md#estimates): B200-class HBM3e
                 nic_GBps=NDR_GBps,                # estimate: one 400G NIC per GPU
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # estimate
