@@ -11,8 +11,10 @@ prints the one line and every rank exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
+import warnings
 
 from .errors import RanksDisagree, UsageError, fail
 
@@ -44,16 +46,21 @@ def build_parser(prog="ccemu") -> argparse.ArgumentParser:
 
 def main(argv=None, prog="ccemu") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # ``python -m bench allreduce ...`` and ``ccemu allreduce ...`` mean ``ccemu bench allreduce ...``.
+    # ``python -m bench allreduce ...`` and ``ccemu allreduce ...`` mean ``ccemu bench allreduce ...``, and so
+    # do nccl-tests' binary names (``ccemu all_reduce_perf ...``).
     from collectives import registry
 
-    if argv and argv[0] in registry.list_collectives():
+    from .nccl_tests import binary_names
+
+    if argv and (argv[0] in registry.list_collectives() or argv[0] in binary_names()):
         argv = ["bench"] + argv
     try:
         parser = build_parser(prog)
         args = _parse(parser, argv)
+        args._argv = prog.split() + argv  # the command line, for the JSON's "args"
         _say_if_compiling(args)
-        return int(args.func(args) or 0)
+        with _notes_as_lines(prog):
+            return int(args.func(args) or 0)
     except _Stop as stop:  # -h or --version on every rank: printed, nothing to abort
         return stop.code
     except RanksDisagree as exc:  # found alike on every rank: one line from rank 0, a clean exit everywhere
@@ -74,6 +81,28 @@ def main(argv=None, prog="ccemu") -> int:
             traceback.print_exc()
             mpi_support.abort_others(1)
         raise
+
+
+@contextlib.contextmanager
+def _notes_as_lines(prog):
+    """What a topology import completed or assumed (:class:`topologies.nccl_xml.TopologyNote`): one line
+    ``ccemu: note: ...`` on stderr (rank 0 only), not a Python warning with its source line."""
+    from topologies.nccl_xml import TopologyNote
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", TopologyNote)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, TopologyNote):
+                return shown(message, category, filename, lineno, file, line)
+            from . import mpi_support
+
+            if mpi_support.rank() == 0:
+                print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
+
+        warnings.showwarning = show
+        yield
 
 
 # Commands that run no jitted code.

@@ -84,6 +84,9 @@ def register(subparsers):
     p.add_argument("-a", dest="accelerator", default=None, help="accelerator mode (accepted, no effect)")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY, help=f"preset name or topology file (default {DEFAULT_TOPOLOGY})")
     p.add_argument("--nodes", type=int, default=None, help="servers of a preset (default 1)")
+    p.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
+                   help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
+                        "tcpx:200:0.5, efa:100:4")
     p.set_defaults(func=main)
 
 
@@ -161,7 +164,7 @@ def main(args) -> int:
     lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
     step = None if args.stepbytes is None else parse_size(args.stepbytes)
     sizes = hccl_sizes(lo, hi, args.stepfactor, step)
-    topo = load_topology(args.topology, nodes=args.nodes)
+    topo = load_topology(args.topology, nodes=args.nodes, nic=args.nic)
     P = topo.num_devices
     ppn = system(topo).ppn
     if args.npus is not None and (args.npus < 1 or P % args.npus or args.npus != ppn):

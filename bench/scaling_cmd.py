@@ -46,6 +46,9 @@ def register(subparsers):
                    help="comma-separated presets or topology files (default atlas800t-a2)")
     p.add_argument("--devices", default=None, help="device counts, e.g. 2,4,8: the first k devices of each system")
     p.add_argument("--nodes", default=None, help="server counts of multi-node presets, e.g. 1,2,4,8,48")
+    p.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
+                   help="NICs of the multi-node forms instead of each vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
+                        "tcpx:200:0.5, efa:100:4")
     _common(p, minbytes="1K", maxbytes="1G")
     p.set_defaults(func=scaling_handler)
 
@@ -57,6 +60,9 @@ def register(subparsers):
     c.add_argument("--collectives", default=",".join(scaling.SEED_COLLECTIVES),
                    help="comma-separated collectives (default " + ",".join(scaling.SEED_COLLECTIVES) + ")")
     c.add_argument("--nodes", default=None, help="server counts, e.g. 1,4 for the one-server and 4-server forms")
+    c.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
+                   help="NICs of the multi-node forms instead of each vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
+                        "tcpx:200:0.5, efa:100:4")
     c.add_argument("--max-devices", type=int, default=scaling.MAX_DEVICES,
                    help=f"leave out system forms with more devices (default {scaling.MAX_DEVICES}; 0: no limit)")
     _common(c, minbytes="1M", maxbytes="1G")
@@ -157,7 +163,7 @@ def scaling_handler(args) -> int:
     total = 0
     systems = []
     for spec in specs:
-        vs = scaling.variants(spec, devices, nodes)
+        vs = scaling.variants(spec, devices, nodes, nic=args.nic)
         systems.extend(vs)
         total += len(vs) * len(sizes)
     progress = scaling.Progress(total, enabled=True if args.progress else None)
@@ -180,7 +186,7 @@ def compare_handler(args) -> int:
     comp = scaling.compare(systems, collectives, size_list(args), nodes=count_list(args.nodes, "--nodes"),
                            algorithm=args.algo, per_device=args.per_device,
                            max_devices=args.max_devices or None, model=model_arg(args.model),
-                           progress_enabled=True if args.progress else None)
+                           progress_enabled=True if args.progress else None, nic=args.nic)
     _write_outputs(args, comp.table(args.markdown), comp.as_dict(),
                    (lambda: _plots().plot_compare(comp.studies)) if args.plot else None)
     return 0

@@ -1,10 +1,11 @@
 """``ccemu topo``: list the presets, show one topology (preset or file) in a readable summary.
 
 ``ccemu topo list`` prints one row per preset: name, devices, link kinds, per-device peak (GB/s, one
-direction) and a description. ``ccemu topo show NAME [--nodes N] [-o KEY=VALUE ...]`` prints the
-devices, switches, NICs and CPUs, the links per kind with their per-direction bandwidth and latency,
-the per-device peak and scale-out bandwidth, whether a switch reduces in the network, and the
-sources the numbers come from. Bad names or options raise ``ValueError`` (one line, exit status 2).
+direction) and a description. ``ccemu topo show NAME [--nodes N] [--nic KIND:GBPS] [-o KEY=VALUE ...]``
+prints the devices, switches, NICs and CPUs, the links per kind with their per-direction bandwidth
+and latency, the per-device peak and scale-out bandwidth, the NIC of a preset, whether a switch
+reduces in the network, and the sources the numbers come from. Bad names or options raise
+``ValueError`` (one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ def register(subparsers):
     pl.set_defaults(func=list_handler)
     ps = sub.add_parser("show", help="summary of one preset or topology file (.json, .graphml, NCCL .xml)")
     ps.add_argument("topology", help="preset name (see 'ccemu topo list') or topology file")
-    ps.add_argument("--nodes", type=int, default=None, help="servers for a preset (default 1)")
+    ps.add_argument("--nodes", type=int, default=None, help="servers of a preset or an NCCL topology XML file "
+                                                            "(default 1)")
+    ps.add_argument("--gpu", default=None, metavar="MODEL",
+                    help="GPU model completing the GPUs of an NCCL topology hint file (dgx-a100, h100, mi300x, ...)")
+    ps.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
+                    help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
+                         "tcpx:200:0.5 (one NIC per 2 devices), efa:100:4")
     ps.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                     help="preset option, e.g. -o devices=die or -o fabric=fat-tree (repeatable)")
     ps.set_defaults(func=show_handler)
@@ -44,6 +51,9 @@ def list_handler(args) -> int:
 # -- show ----------------------------------------------------------------------------------------------
 
 def show_handler(args) -> int:
+    import warnings
+
+    from topologies.nccl_xml import TopologyNote
     from topologies.presets import REGISTRY, load_topology, preset
 
     options = dict(_parse_option(o) for o in args.option)
@@ -52,9 +62,15 @@ def show_handler(args) -> int:
             raise ValueError(f"-o options apply to presets only; {args.topology!r} is not a preset")
         if args.nodes is not None:
             options["nodes"] = args.nodes
+        if args.nic is not None:
+            options["nic"] = args.nic
+        if args.gpu is not None:
+            raise ValueError(f"--gpu applies to NCCL topology XML files; {args.topology!r} is a preset")
         topo = preset(args.topology, **options)
     else:
-        topo = load_topology(args.topology, nodes=args.nodes)
+        with warnings.catch_warnings():      # the summary lists the import's notes itself
+            warnings.simplefilter("ignore", TopologyNote)
+            topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic)
     print(summary(topo))
     return 0
 
@@ -82,15 +98,19 @@ def summary(topo) -> str:
     lines.append("  links (bandwidth per direction, line rate; latency per hop):")
     lines.extend("    " + row for row in _table(["kind", "links", "lanes", "GB/s each", "lat_us"],
                                                  _link_rows(g)).splitlines())
-    lines.append(f"  peak per device       {topo.peak_bw_GBps():.1f} GB/s")
+    lines.append(f"  peak per device       {topo.peak_bw_GBps():.1f} GB/s{_peak_basis(topo)}")
     scale = scaleout_bw_GBps(topo)
     lines.append(f"  scale-out per device  {'-' if scale is None else f'{scale:.1f} GB/s'}")
+    if meta.get("nic"):
+        lines.append(f"  NIC per device        {nic_text(meta['nic'], built=kinds.get('nic', 0) > 0)}")
     if meta.get("fabric"):
         lines.append(f"  scale-out fabric      {meta['fabric']}")
     if meta.get("model"):
         lines.append(f"  model overrides       {meta['model']}")
     for note in meta.get("whatifs", []):
         lines.append(f"  what-if: {note}")
+    for note in meta.get("import_notes", []):
+        lines.append(f"  note: {note}")
     sources = meta.get("sources") or []
     if sources:
         # The presets cite sections of docs/hardware.md, which ships with the repository, not the package.
@@ -98,6 +118,24 @@ def summary(topo) -> str:
         lines.append("  sources (docs/hardware.md in the ccemu repository):" if cites_doc else "  sources:")
         lines.extend(f"    {s}" for s in sources)
     return "\n".join(lines)
+
+
+def nic_text(nic: dict, built: bool = True) -> str:
+    """A preset's NIC (``graph["nic"]``) in one line, e.g. ``roce 200 Gb/s x1 = 25.0 GB/s (PCIe attach 32 GB/s)``."""
+    per = nic["per_device"]
+    share = f" (one NIC per {round(1 / per)} devices)" if per < 1 else ""
+    text = (f"{nic['kind']} {nic['Gbps']:g} Gb/s x{per:g}{share} = {nic['GBps_per_device']:.1f} GB/s "
+            f"(PCIe attach {nic['attach_GBps']:g} GB/s)")
+    return text if built else text + "; built with --nodes N > 1"
+
+
+def _peak_basis(topo) -> str:
+    from topologies.peak import own_peak_bw_GBps, reference_peak
+
+    ref = reference_peak(topo)
+    if ref is None:
+        return ""
+    return f" (of {ref['system']} before its what-ifs; this system's own: {own_peak_bw_GBps(topo):.1f} GB/s)"
 
 
 def _link_rows(g):

@@ -35,6 +35,9 @@ def register(subparsers):
     p.add_argument("--version", dest="lib_version", default=None,
                    help="library version (default the newest documented)")
     p.add_argument("--nodes", type=int, default=None, help="servers for a preset (default 1)")
+    p.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
+                   help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
+                        "tcpx:200:0.5, efa:100:4")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="library override, e.g. NCCL_ALGO=ring, NCCL_PROTO=^LL128, HCCL_BUFFSIZE=100 (repeatable)")
     p.add_argument("-J", "--json", default=None, metavar="FILE", help="also write the tables and picks as JSON")
@@ -67,7 +70,7 @@ def main(args) -> int:
     sizes = size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), factor=args.stepfactor,
                        names=(f"-b {args.minbytes}", f"-e {args.maxbytes}", f"-f {args.stepfactor:g}", "-i"))
     env = parse_env(args.env)
-    topo = load_topology(args.system, nodes=args.nodes)
+    topo = load_topology(args.system, nodes=args.nodes, nic=args.nic)
     lib = library(args.library or native_library(topo))
     # Validate version and env once, before any output.
     first = lib.choose(args.collective, sizes[0], topo, version=args.lib_version, env=env)

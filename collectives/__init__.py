@@ -15,7 +15,7 @@ __version__ = "0.2.0"
 # public name -> module that defines it
 _EXPORTS = {
     "run": "api", "reference": "api", "prepare": "api", "build_schedule": "registry",
-    "simulate": "timing", "SimResult": "timing",
+    "simulate": "api", "SimResult": "timing",
     "list_algorithms": "registry", "list_collectives": "registry", "COLLECTIVES": "registry",
     "AlgorithmUnavailable": "registry",
     "check": "schedule", "Schedule": "schedule", "ScheduleError": "schedule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,11 +22,14 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     Parameters
     ----------
     collective : str
-        ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``, ``broadcast`` or ``reduce``.
+        A registered collective: ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``,
+        ``alltoallv``, ``broadcast``, ``reduce`` (``collectives.list_collectives()``).
     data : numpy.ndarray, shape (P, x)
         Row d is device d's input: allreduce, broadcast, reduce (P, n); allgather (P, m);
-        reduce_scatter and alltoall (P, P*m). It is never modified. Any byte order: non-native
-        data (e.g. ``x.astype(">f4")``) is converted to native order (a copy) first.
+        reduce_scatter and alltoall (P, P*m); alltoallv (P, L), row i its blocks for devices
+        0..P-1 packed, ``L >= max_i sum_j counts[i][j]`` (:mod:`collectives.alltoallv`). It is
+        never modified. Any byte order: non-native data (e.g. ``x.astype(">f4")``) is converted to
+        native order (a copy) first.
     algorithm : str
         A name from ``collectives.list_algorithms(collective)``.
     op : str
@@ -35,14 +39,19 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
         anything else, including ``bool``; ``ValueError`` out of range), checked for every collective.
     dtype : str, optional
         ``"bfloat16"`` to treat a uint16 array as bfloat16 bit patterns; otherwise ``data.dtype``.
+    **params
+        The algorithm's parameters, and the call's own (alltoallv: ``counts``, a P x P matrix of
+        element counts, ``counts[i][j]`` from device i to j; without it every row is cut evenly).
 
     Returns
     -------
     numpy.ndarray
         allreduce, broadcast (P, n); allgather (P, P*m); reduce_scatter (P, m); alltoall (P, P*m);
-        reduce (n,), the root's result. In native byte order, of ``data``'s dtype. Equal bit for
-        bit to ``reference(collective, data, op, root)`` (signed zeros and NaN payloads included;
-        the rules are in :mod:`collectives.kernels`), and the same bits on every device.
+        alltoallv (P, max_j R_j), row j the blocks from devices 0..P-1 packed, zeros after its
+        ``R_j = sum_i counts[i][j]``; reduce (n,), the root's result. In native byte order, of
+        ``data``'s dtype. Equal bit for bit to ``reference(collective, data, op, root)`` (signed
+        zeros and NaN payloads included; the rules are in :mod:`collectives.kernels`), and the same
+        bits on every device.
 
     Examples
     --------
@@ -54,6 +63,9 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
            [6., 9.]], dtype=float32)
     >>> run("allgather", data, algorithm="direct")[0]
     array([0., 1., 2., 3., 4., 5.], dtype=float32)
+    >>> run("alltoallv", np.arange(6, dtype=np.int32).reshape(2, 3), "pairwise", counts=[[1, 2], [3, 0]])
+    array([[0, 3, 4, 5],
+           [1, 2, 0, 0]], dtype=int32)
     """
     job = prepare(collective, data, algorithm, op, root, dtype, **params)
     buf = job.inputs  # prepare() already copied the input into work buffers: run on them
@@ -81,7 +93,7 @@ class Prepared:
 
     def result(self, buf: np.ndarray) -> np.ndarray:
         s = self.schedule
-        out = self.spec.extract(buf[:s.P], s.P, s.count, s.root)
+        out = self.spec.extract_for(s, buf[:s.P])
         if self.spec.reduces and self.op == "avg":
             kernels.finish_avg(out, s.P, self.fmt)
         return out.view(self.dtype) if out.dtype != self.dtype else out
@@ -103,34 +115,40 @@ def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", roo
     data, name = check_data(data, dtype)
     P = data.shape[0]
     root = registry.check_root(root, P)
-    count = spec.count_from_shape(data.shape, P)
+    count, params = spec.resolve_call(data.shape, P, params)
     schedule = build_schedule(collective, algorithm, P, count, root, **params)
-    buf = spec.load(as_storage(data, name), P, count, root)
+    buf = spec.load_for(schedule, as_storage(data, name))
     if schedule.endpoints:  # rows for switches that take part (in-network reduction)
         buf = np.concatenate([buf, np.zeros((len(schedule.endpoints), buf.shape[1]), buf.dtype)])
     opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
     return Prepared(spec, schedule, buf, op, opc, dtypes.kernel_format(name), data.dtype)
 
 
-def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None) -> np.ndarray:
+def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None, **call) -> np.ndarray:
     """The numpy result of ``collective`` on ``data`` (what :func:`run` must return, bit for bit).
 
     Reductions combine the devices in order from device 0 with the kernels' rules
     (:func:`collectives.collective.np_reduce`); float16 and bfloat16 are widened to float32 and
     rounded back after every step, as the kernels do. Arguments are checked as :func:`run` does.
+    ``call``: the collective's call parameters (alltoallv: ``counts``).
     """
     spec = registry.collective(collective)
     check_op(op)
     data, name = check_data(data, dtype)
     root = registry.check_root(root, data.shape[0])
-    spec.count_from_shape(data.shape, data.shape[0])
+    unknown = sorted(set(call) - set(spec.call_params))
+    if unknown:
+        takes = f"takes {', '.join(spec.call_params)}" if spec.call_params else "takes no call parameters"
+        raise TypeError(f"reference() got {unknown[0]!r}; {collective} {takes}")
+    spec.resolve_call(data.shape, data.shape[0], call)
+    call = {k: v for k, v in call.items() if v is not None}
     if name in ("float16", "bfloat16") and spec.reduces:
         wide, narrow = ((kernels._half_widen, kernels._half_bits) if name == "float16"
                         else (kernels._bf16_widen, kernels._bf16_bits))
         bits = as_storage(data, name)
-        out = spec.reference(bits, op, root, reducer=lambda d, o: np_reduce(d, o, widen=wide, narrow=narrow))
+        out = spec.reference(bits, op, root, reducer=lambda d, o: np_reduce(d, o, widen=wide, narrow=narrow), **call)
         return out.view(data.dtype)
-    return spec.reference(data, op, root)
+    return spec.reference(data, op, root, **call)
 
 
 def check_data(data, dtype):
@@ -162,7 +180,38 @@ def as_storage(data, name):
     return data.view(st) if data.dtype != st else data
 
 
-from .timing import SimResult, peak_bw_GBps, simulate  # noqa: E402  (the time plane, re-exported)
+from . import timing  # noqa: E402  (the time plane)
+from .timing import SimResult, peak_bw_GBps  # noqa: E402,F401  (re-exported)
+
+
+def simulate(collective: str, size, topology, *args, **kwargs):
+    """:func:`collectives.timing.simulate` (every argument and the result are its own), with the call's
+    size given as the collective takes it: nccl-tests' S in bytes, or for ``alltoallv`` also the P x P
+    matrix of element counts (bytes per pair = count x ``dtype``'s size; ``result.nbytes`` their total).
+
+    Device 0 sends 3 Mi bfloat16 elements (6 MiB) to device 1, which sends 2 MiB back, over one
+    10 GB/s link each way with 1 us latency: one step of 1 us + 6,291,456 B / 10 GB/s.
+
+    >>> from topologies import ring
+    >>> r = simulate("alltoallv", [[0, 3 << 20], [1 << 20, 0]], ring(2, bw_GBps=10.0, lat_us=1.0),
+    ...              algorithm="direct", dtype="bfloat16")
+    >>> round(r.time_s * 1e6, 4), r.nbytes, round(r.algbw_GBps, 3), round(r.busbw_GBps, 3)
+    (630.1456, 8388608, 13.312, 3.328)
+    """
+    spec = registry.collective(collective)
+    if not spec.call_params:
+        return timing.simulate(collective, size, topology, *args, **kwargs)
+    topology = timing._as_topology(topology)
+    bound = _SIGNATURE.bind(collective, size, topology, *args, **kwargs)
+    name = dtypes.canonical(bound.arguments.get("dtype", "float32"))
+    nbytes, params = spec.sized_call(size, topology.num_devices, dtypes.itemsize(name),
+                                     dict(bound.arguments.get("params", {})))
+    bound.arguments["nbytes"] = nbytes
+    bound.arguments["params"] = params
+    return timing.simulate(*bound.args, **bound.kwargs)
+
+
+_SIGNATURE = inspect.signature(timing.simulate)
 
 __all__ = ["run", "prepare", "Prepared", "reference", "check_data", "as_storage", "build_schedule", "simulate",
            "SimResult", "peak_bw_GBps"]

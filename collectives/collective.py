@@ -23,6 +23,12 @@ class Collective:
     per_device_blocks: bool = False
     #: nccl-tests' binary for this collective (shown in the benchmark's header and JSON).
     perf_name: str = ""
+    #: Parameters that belong to the call, not to an algorithm (alltoallv: ``counts``): every
+    #: algorithm of the collective declares them, so they reach its builder on every path (``run``,
+    #: the MPI executor, ``simulate``, ``best``); :func:`collectives.reference` takes them too.
+    call_params: tuple = ()
+    #: The collective whose tuning a library applies to this one (alltoallv: alltoall), or "".
+    tuned_as: str = ""
 
     def nbytes_for_size(self, size: int, P: int, per_device: bool) -> int:
         """nccl-tests' S of a call of ``size`` bytes: ``size`` itself, or per device when ``per_device``."""
@@ -50,7 +56,35 @@ class Collective:
         """Inverse of :meth:`nbytes`, rounding down to whole elements per device as nccl-tests does."""
         raise NotImplementedError
 
+    # -- the call's own parameters (alltoallv's counts) ----------------------------------------------
+    def check_call_params(self, params: dict, P: int) -> dict:
+        """``params`` with the call parameters checked and in canonical form for ``P`` devices
+        (``ValueError``/``TypeError`` naming a bad value); the others untouched."""
+        return params
+
+    def resolve_call(self, shape: tuple[int, int], P: int, params: dict) -> tuple[int, dict]:
+        """``(count, params)`` of a data-plane call on a (P, x) input: :meth:`count_from_shape`, and
+        the call parameters checked against the input."""
+        return self.count_from_shape(shape, P), self.check_call_params(params, P)
+
+    def sized_call(self, size, P: int, itemsize: int, params: dict) -> tuple[object, dict]:
+        """``(nbytes, params)`` of a timed call of ``size`` (what :func:`collectives.simulate` takes
+        as its size: nccl-tests' S in bytes, or for alltoallv also a counts matrix)."""
+        return size, self.check_call_params(params, P)
+
+    def tuned_nbytes(self, nbytes: int, P: int) -> int:
+        """The size a library's tuner sees for :attr:`tuned_as` (default: the same)."""
+        return nbytes
+
     # -- data -----------------------------------------------------------------------------------
+    def load_for(self, schedule, data: np.ndarray, first: int = 0) -> np.ndarray:
+        """:meth:`load` for the call ``schedule`` was built for (alltoallv reads its counts there)."""
+        return self.load(data, schedule.P, schedule.count, schedule.root, first)
+
+    def extract_for(self, schedule, buf: np.ndarray, first: int = 0):
+        """:meth:`extract` for the call ``schedule`` was built for."""
+        return self.extract(buf, schedule.P, schedule.count, schedule.root, first)
+
     def load(self, data: np.ndarray, P: int, count: int, root: int, first: int = 0) -> np.ndarray:
         """Work buffers (k, buffer_length) holding ``data``, the inputs of devices ``first`` ..
         ``first + k - 1`` (all P devices in one process; a rank's block under MPI). A copy: the

@@ -22,13 +22,15 @@ Both planes of the design, per call:
   rank can stand for a node of ``devices_per_rank`` accelerators). The emulated time never depends
   on this host; it is cached per (collective, bytes, dtype).
 
-What is emulated: ``Allreduce``, ``Allgather``, ``Alltoall``, ``Reduce_scatter_block``, ``Bcast``,
-``Reduce`` with mpi4py's buffer specifications (an array, ``[buf, MPI.FLOAT]``,
-``[buf, count, MPI.DOUBLE]``, ``[buf, (count, displ), type]``; ``MPI.IN_PLACE`` or ``None`` as the send
-buffer) and ops ``MPI.SUM``, ``PROD``, ``MIN``, ``MAX``. A call with another op, a datatype ccemu has
-no kernels for (a derived type, ``MPI.C_BOOL``, complex, ...) or a buffer the parser does not take is
-passed to the wrapped communicator unchanged ("delegated": mpi4py then raises its own error for a
-malformed call); it is still counted and timed when its datatype has a size ccemu knows. ``Bcast`` and
+What is emulated: ``Allreduce``, ``Allgather``, ``Alltoall``, ``Alltoallv``, ``Reduce_scatter_block``,
+``Bcast``, ``Reduce`` with mpi4py's buffer specifications (an array, ``[buf, MPI.FLOAT]``,
+``[buf, count, MPI.DOUBLE]``, ``[buf, (count, displ), type]``; for ``Alltoallv`` mpi4py's vector forms
+``[buf, counts]``, ``[buf, (counts, displs), type]``, ``[buf, counts, displs, type]``; ``MPI.IN_PLACE``
+or ``None`` as the send buffer) and ops ``MPI.SUM``, ``PROD``, ``MIN``, ``MAX``. A call with another op,
+a datatype ccemu has no kernels for (a derived type, ``MPI.C_BOOL``, complex, ...) or a buffer the
+parser does not take is passed to the wrapped communicator unchanged ("delegated": mpi4py then raises
+its own error for a malformed call); it is still counted and timed when its datatype has a size ccemu
+knows. ``Bcast`` and
 ``Reduce`` use the wrapped communicator for the data while no broadcast/reduce algorithm is
 registered, and have no emulated time then. ``Barrier`` is passed through and counted. Everything
 else (``Get_rank``, ``Send``, lowercase pickle-based collectives, ...) is delegated by
@@ -65,7 +67,7 @@ DEFAULT_ALGORITHMS = {"allreduce": "ring", "allgather": "ring", "reduce_scatter"
 DELEGATE = object()
 
 _OPS = ((MPI.SUM, "sum"), (MPI.PROD, "prod"), (MPI.MIN, "min"), (MPI.MAX, "max"))
-_KINDS = ("allreduce", "allgather", "reduce_scatter", "alltoall", "broadcast", "reduce", "barrier")
+_KINDS = (*registry.list_collectives(), "barrier")
 
 
 @dataclass
@@ -197,6 +199,36 @@ class EmulatedComm:
         else:
             recv.array[...] = out[0]
         self._account("alltoall", recv, start, out is DELEGATE)
+
+    def Alltoallv(self, sendbuf, recvbuf):
+        """``MPI.Comm.Alltoallv`` through the ``alltoallv`` collective: rank i's ``sendcounts[j]``
+        elements at ``sdispls[j]`` land in rank j's receive buffer at its ``rdispls[i]``.
+
+        The ranks first exchange their counts (one ``Allgather``): a negative count, a block past
+        the end of its buffer, or a receiver whose ``recvcounts[i]`` differs from what rank i sends
+        it raises ``ValueError`` on every rank, naming the value; nothing is exchanged then."""
+        start = time.perf_counter()
+        size = self._comm.Get_size()
+        error = None
+        try:
+            recv = _vmessage(recvbuf, size, "recv", writable=True)
+            send = recv if _in_place(sendbuf) else _vmessage(sendbuf, size, "send")
+        except (TypeError, ValueError) as exc:
+            recv = send = None
+            error = exc
+        counts = self._agree_v(send, recv, error)
+        out = DELEGATE
+        if counts is not None:
+            out = self._try_v(send, counts)
+        if out is DELEGATE:
+            self._comm.Alltoallv(sendbuf, recvbuf)
+        else:
+            col = counts.matrix[:, self._comm.Get_rank()]
+            at = 0
+            for n, d in zip(col.tolist(), recv.displs.tolist()):
+                recv.array[d:d + n] = out[0, at:at + n]
+                at += n
+        self._account_v(counts, recv, start, out is DELEGATE)
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op=MPI.SUM):
         start = time.perf_counter()
@@ -330,6 +362,79 @@ class EmulatedComm:
             result = _executor.run(collective, local, self._xcomm, algorithm=fallback, op=op, root=root)
         return result
 
+    def _agree_v(self, send, recv, error):
+        """The call's :class:`~collectives.alltoallv.Counts` (rank i's sendcounts as row i), agreed in
+        one ``Allgather``; ``None`` (every rank delegates) when a rank cannot take its buffers or the
+        ranks' datatypes differ; ``ValueError`` on every rank for a bad value or counts that disagree."""
+        from .alltoallv import Counts
+
+        size = self._comm.Get_size()
+        usable = error is None and send is not None and recv is not None and send.dtype == recv.dtype
+        mine = np.zeros(2 + 2 * size, np.int64)
+        mine[0] = 2 if error is not None else (0 if usable else 1)
+        if usable:
+            mine[1] = _DTYPE_CODES.index(send.dtype)
+            mine[2:2 + size], mine[2 + size:] = send.counts, recv.counts
+        table = np.empty((size, mine.size), np.int64)
+        self._xcomm.Allgather(mine, table)
+        bad = np.flatnonzero(table[:, 0] == 2)
+        if bad.size:
+            if error is not None:
+                raise error
+            raise ValueError(f"Alltoallv: invalid arguments on rank {int(bad[0])} (the error is raised there); "
+                             "no data was exchanged")
+        if (table[:, 0] == 1).any() or len(set(table[:, 1].tolist())) > 1:
+            return None
+        sent, wanted = table[:, 2:2 + size], table[:, 2 + size:]   # sent[i][j]: i -> j; wanted[j][i]: j from i
+        diff = np.argwhere(sent != wanted.T)
+        if diff.size:
+            i, j = (int(x) for x in diff[0])
+            raise ValueError(f"Alltoallv: rank {j} expects {int(wanted[j, i])} elements from rank {i}, which sends "
+                             f"it {int(sent[i, j])} (recvcounts[{i}] on rank {j} must equal sendcounts[{j}] on "
+                             f"rank {i})")
+        return Counts(sent)
+
+    def _try_v(self, send, counts):
+        """This rank's received row from the executor (its blocks packed in rank order)."""
+        rank = self._comm.Get_rank()
+        row = counts.matrix[rank]
+        local = np.zeros((1, int(counts.send.max())), send.array.dtype)
+        at = 0
+        for n, d in zip(row.tolist(), send.displs.tolist()):
+            local[0, at:at + n] = send.array[d:d + n]
+            at += n
+        _, (algorithm, _) = self._plan_v(counts, send.dtype)
+        try:
+            return _executor.run("alltoallv", local, self._xcomm, algorithm=algorithm, counts=counts)
+        except registry.AlgorithmUnavailable:
+            fallback = DEFAULT_ALGORITHMS.get("alltoallv") or registry.list_algorithms("alltoallv")[0]
+            return _executor.run("alltoallv", local, self._xcomm, algorithm=fallback, counts=counts)
+
+    def _plan_v(self, counts, dtype: str):
+        """(nbytes, (algorithm, emulated seconds)) of an alltoallv call, cached per (counts, dtype):
+        each rank stands for ``devices_per_rank`` devices, each sending its rank's counts to every
+        device of the peer rank (:meth:`~collectives.alltoallv.Counts.kron`)."""
+        key = ("alltoallv", counts.fingerprint(), dtype)
+        if key not in self._timing:
+            named = self.algorithm in registry.list_algorithms("alltoallv")
+            res = api.simulate("alltoallv", counts.kron(self.devices_per_rank), self.topology,
+                               algorithm=self.algorithm if named else "auto", dtype=dtype)
+            self._timing[key] = (res.nbytes, (res.algorithm, res.time_s))
+        return self._timing[key]
+
+    def _account_v(self, counts, recv, start: float, delegated: bool) -> None:
+        entry = self.stats["alltoallv"]
+        entry.calls += 1
+        entry.delegated += int(delegated)
+        entry.host_s += time.perf_counter() - start
+        if counts is None:  # buffers ccemu cannot take: counted, not timed
+            entry.untimed += 1
+            return
+        nbytes, (algorithm, seconds) = self._plan_v(counts, recv.dtype)
+        entry.nbytes += nbytes
+        entry.emulated_s += seconds
+        entry.algorithms.add(algorithm)
+
     def _account(self, kind: str, msg: _Message | None, start: float, delegated: bool) -> None:
         entry = self.stats[kind]
         entry.calls += 1
@@ -410,6 +515,92 @@ def _message(spec, blocks: int, writable: bool = False) -> _Message | None:
     if count < 0 or displ < 0 or count * per_call > available:
         return None
     return _Message(flat[displ:displ + count * per_call], count, name)
+
+
+@dataclass
+class _VMessage:
+    """A parsed vector buffer specification: the whole buffer flat, and per rank a block's count and
+    displacement in it (in entries of the datatype)."""
+
+    array: np.ndarray
+    counts: np.ndarray
+    displs: np.ndarray
+    dtype: str
+
+
+_DTYPE_CODES = list(dtypes.DTYPES)
+
+
+def _vmessage(spec, blocks: int, what: str, writable: bool = False) -> _VMessage | None:
+    """Parse an mpi4py vector buffer specification as mpi4py does (``message_vector``): a buffer (its
+    entries cut evenly over the blocks), ``[buf, counts]``, ``[buf, type]``, ``[buf, (counts, displs)]``,
+    ``[buf, counts, type]``, ``[buf, (counts, displs), type]``, ``[buf, counts, displs, type]``; an
+    integer count is every block's, an integer displacement a stride, none packs the blocks.
+    ``None`` if the executor cannot take the buffer; ``ValueError``/``TypeError`` for a bad count or
+    displacement (``what`` is ``"send"`` or ``"recv"``, for the message)."""
+    buf, counts, displs, datatype = spec, None, None, None
+    if isinstance(spec, (list, tuple)):
+        if len(spec) == 2:
+            buf, second = spec
+            if isinstance(second, (MPI.Datatype, str)):
+                datatype = second
+            elif isinstance(second, tuple):
+                counts, displs = second
+            else:
+                counts = second
+        elif len(spec) == 3:
+            buf, counts, datatype = spec
+            if isinstance(counts, tuple):
+                counts, displs = counts
+        elif len(spec) == 4:
+            buf, counts, displs, datatype = spec
+        else:
+            return None
+    flat = _flat(buf, writable)
+    if flat is None:
+        return None
+    if datatype is not None:
+        np_dtype = _executor.numpy_dtype(datatype)
+        if np_dtype is None or flat.nbytes % np_dtype.itemsize:
+            return None
+        flat = flat.view(np.uint8).view(np_dtype)
+    try:
+        name = dtypes.canonical(flat.dtype)
+    except ValueError:
+        return None
+    n = flat.size
+    if counts is None:
+        counts = np.full(blocks, n // blocks, np.int64) + (np.arange(blocks) < n % blocks)
+    else:
+        counts = _vector(f"{what}counts", counts, blocks)
+    if displs is None:
+        displs = np.cumsum(counts) - counts
+    elif isinstance(displs, (int, np.integer)) and not isinstance(displs, bool):
+        displs = int(displs) * np.arange(blocks, dtype=np.int64)
+    else:
+        displs = _vector(f"{what[0]}displs", displs, blocks)
+    for j in np.flatnonzero((displs + counts > n) & (counts > 0)).tolist()[:1]:
+        raise ValueError(f"Alltoallv: {what} block {j} (displacement {int(displs[j])}, count {int(counts[j])}) "
+                         f"ends past the buffer's {n} entries")
+    return _VMessage(flat, counts, displs, name)
+
+
+def _vector(name: str, value, blocks: int) -> np.ndarray:
+    """Per-rank counts or displacements: an integer for every block, or ``blocks`` integers >= 0."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = [value] * blocks
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray([None])
+    if arr.dtype == object or arr.dtype.kind not in "iu" or arr.ndim != 1:
+        raise TypeError(f"Alltoallv: {name}={value!r}; expected integers, one per rank")
+    if arr.size != blocks:
+        raise ValueError(f"Alltoallv: {name} has {arr.size} entries; expected {blocks} (one per rank)")
+    if arr.size and arr.min() < 0:
+        j = int(np.argmin(arr))
+        raise ValueError(f"Alltoallv: {name}[{j}] = {int(arr[j])}; expected >= 0")
+    return arr.astype(np.int64)
 
 
 def _flat(buf, writable: bool) -> np.ndarray | None:

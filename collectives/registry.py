@@ -161,7 +161,29 @@ def build_schedule(collective: str, algorithm: str, P: int, count: int, root: in
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count={count!r}; expected an integer >= 0")
     check_root(root, P)
-    return build(spec, int(P), int(count), int(root), topology, **params)
+    schedule = build(spec, int(P), int(count), int(root), topology, **params)
+    if topology is not None and topology.graph.graph.get("lost_links"):
+        _check_lost_links(topology, schedule, collective, algorithm)
+    return schedule
+
+
+def _check_lost_links(topology, schedule, collective, algorithm):
+    """A schedule that needs a device pair whose link a what-if removed, on a topology whose library does
+    not reroute (``topologies.whatif.fail_link(..., on_lost=...)``): unavailable (``"ring"``: the library
+    falls back to a ring that avoids the pair) or an error (``"fail"``)."""
+    from topologies.whatif import LostLinkError, lost_link_use
+
+    hit = lost_link_use(topology, schedule)
+    if hit is None:
+        return
+    i, j, policy, phase = hit
+    what = (f"{collective}/{algorithm} sends between devices {i} and {j} (phase {phase!r}), whose link a what-if "
+            f"removed from {topology.name!r}")
+    if policy == "ring":
+        raise AlgorithmUnavailable(f"{what}; with on_lost='ring' the library falls back to a ring that avoids it: "
+                                   "use algorithm='ring' or 'best'")
+    raise LostLinkError(f"{what}; with on_lost='fail' the library stops with an error (fail_link(..., "
+                        "on_lost='host') reroutes through the host instead)")
 
 
 def check_root(root, P: int) -> int:
@@ -176,5 +198,5 @@ def check_root(root, P: int) -> int:
 # Importing the spec and algorithm modules registers them (plain Python: nothing compiles).
 # Collectives in nccl-tests' order (the order CLIs list them in).
 from . import allreduce  # noqa: E402,F401,I001
-from . import allgather, reduce_scatter, alltoall, broadcast, reduce  # noqa: E402,F401
+from . import allgather, reduce_scatter, alltoall, alltoallv, broadcast, reduce  # noqa: E402,F401
 from .algorithms import bruck, direct, halving_doubling, hierarchical, in_network, ring, tree  # noqa: E402,F401

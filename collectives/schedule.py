@@ -1,12 +1,16 @@
 """Schedules: what every algorithm produces, and the checker that proves one correct.
 
 A schedule works on one buffer of ``length`` elements per device, cut into disjoint chunks
-(``chunk_off``, ``chunk_len``). It is a sequence of phases; a phase is ``repeat`` steps that share the
-same sender/receiver pairs. In step ``k`` of a phase, transfer ``i`` takes chunk ``src_chunk[i]`` of
-device ``src[i]`` and copies it into (or, with ``reduce``, reduces it into) chunk ``dst_chunk[i]`` of
-device ``dst[i]``. Every transfer of a step reads the buffers as they were when the step began;
-the checker makes sure no chunk is both read and written within a step, so executors can apply a
-step in place. A transfer with ``src == dst`` is a local copy and costs no network time.
+(``chunk_off``, ``chunk_len``). A chunk has one length everywhere; its offset is the same in every
+device's buffer, unless the schedule has a ``placement`` (:class:`Placement`): then each device holds
+only the chunks the placement gives it, at offsets of its own (uneven all-to-all, where device i's
+block for j is where device i's counts put it). It is a sequence of phases; a phase is ``repeat``
+steps that share the same sender/receiver pairs. In step ``k`` of a phase, transfer ``i`` takes
+chunk ``src_chunk[i]`` of device ``src[i]`` and copies it into (or, with ``reduce``, reduces it
+into) chunk ``dst_chunk[i]`` of device ``dst[i]``. Every transfer of a step reads the buffers as
+they were when the step began; the checker makes sure no chunk is both read and written within a
+step, so executors can apply a step in place. A transfer with ``src == dst`` is a local copy and
+costs no network time.
 
 Nothing here knows about numba, MPI or timing: executors and the network model read the same object.
 """
@@ -72,6 +76,22 @@ class Phase:
         return self.src, self.dst, None
 
 
+class Placement:
+    """Where chunks sit when their offsets differ by device (the interface; see ``Schedule.placement``).
+
+    ``offsets(devices, chunks)``: element offset of chunk ``chunks[i]`` in the buffer of device
+    ``devices[i]`` (arrays of equal length; only for chunks that device holds).
+    ``chunks_of(device)``: the chunks that device holds; they are disjoint in its buffer (the checker
+    proves it) and are the only ones a step may read or write there.
+    """
+
+    def offsets(self, devices: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def chunks_of(self, device: int) -> np.ndarray:
+        raise NotImplementedError
+
+
 def fixed(src_chunk, dst_chunk=None):
     """A ``chunks`` callable for a one-step phase: always the same chunk arrays."""
     s = np.asarray(src_chunk, dtype=np.int64)
@@ -94,6 +114,16 @@ class Schedule:
     #: Topology nodes that take part besides the devices (e.g. a switch that reduces in the network),
     #: addressed in transfers as P, P+1, ...; they start empty and own a buffer like a device.
     endpoints: list = field(default_factory=list)
+    #: Per-device chunk offsets (a :class:`Placement`), or None: chunk c at ``chunk_off[c]`` on every
+    #: device. With a placement, ``chunk_off`` is only informative (the offset on the chunk's first holder).
+    placement: Placement | None = None
+
+    def offsets(self, devices, chunks) -> np.ndarray:
+        """Element offsets of ``chunks[i]`` in the buffer of ``devices[i]`` (what executors address)."""
+        chunks = np.asarray(chunks, dtype=np.int64)
+        if self.placement is None:
+            return self.chunk_off[chunks]
+        return np.asarray(self.placement.offsets(np.asarray(devices, dtype=np.int64), chunks), dtype=np.int64)
 
     @property
     def num_endpoints(self) -> int:
@@ -157,11 +187,14 @@ def check(schedule: Schedule, spec) -> None:
     require the same origin and disjoint contributors (nothing counted twice). At the end every
     chunk the collective defines must hold exactly what ``spec.final_content`` says.
     """
-    P, nch = schedule.P, len(schedule.chunk_off)
-    _check_chunks(schedule)
+    P, nch = schedule.P, len(schedule.chunk_len)
+    held = _check_chunks(schedule)  # with a placement: per device, the set of chunks it holds
     state = spec.initial_content(schedule)  # list (per device) of dict chunk -> (origin, mask)
     state += [{} for _ in schedule.endpoints]
     ne = schedule.num_endpoints
+    if held is not None:
+        for d, content in enumerate(state):
+            _check_held(held, d, [c for c in content if schedule.chunk_len[c] > 0], "starts with data in")
     for si, step in enumerate(schedule.steps()):
         src, dst, sc, dc = step.src, step.dst, step.src_chunk, step.dst_chunk
         if not (len(src) == len(dst) == len(sc) == len(dc)):
@@ -176,6 +209,9 @@ def check(schedule: Schedule, spec) -> None:
                 raise ScheduleError(f"step {si}: chunk {a} -> {b} lengths differ")
             if schedule.chunk_len[a] == 0:
                 continue  # empty chunks carry nothing (count < P)
+            if held is not None:
+                _check_held(held, s, [a], f"step {si}: reads")
+                _check_held(held, d, [b], f"step {si}: writes")
             if (d, b) in reads:
                 raise ScheduleError(f"step {si}: device {d} chunk {b} is read and written in the same step")
             content = state[s].get(a)
@@ -211,13 +247,37 @@ def check(schedule: Schedule, spec) -> None:
 
 
 def _check_chunks(s: Schedule):
-    off, ln = s.chunk_off, s.chunk_len
-    if len(off) != len(ln) or (len(ln) and (ln.min() < 0 or off.min() < 0 or (off + ln).max() > s.length)):
+    """Chunks inside the buffer and disjoint (on each device, with a placement); returns the chunks
+    each device holds (a list of sets) with a placement, else None."""
+    if s.placement is None:
+        _check_disjoint(s.chunk_off, s.chunk_len, s.length, "")
+        return None
+    if len(s.chunk_off) != len(s.chunk_len):
         raise ScheduleError("chunk table out of the buffer")
+    held = []
+    for d in range(s.num_endpoints):
+        chunks = np.asarray(s.placement.chunks_of(d), dtype=np.int64)
+        if len(chunks) and (chunks.min() < 0 or chunks.max() >= len(s.chunk_len)):
+            raise ScheduleError(f"device {d}: placement names a chunk out of range 0..{len(s.chunk_len) - 1}")
+        full = chunks[s.chunk_len[chunks] > 0]  # an empty chunk holds nothing, wherever it is
+        _check_disjoint(s.offsets(np.full(len(full), d), full), s.chunk_len[full], s.length, f"device {d}: ")
+        held.append(set(chunks.tolist()))
+    return held
+
+
+def _check_disjoint(off, ln, length, where):
+    if len(off) != len(ln) or (len(ln) and (ln.min() < 0 or off.min() < 0 or (off + ln).max() > length)):
+        raise ScheduleError(f"{where}chunk table out of the buffer")
     order = np.argsort(off, kind="stable")
     ends = (off + ln)[order]
     if len(order) > 1 and np.any(off[order][1:] < ends[:-1]):
-        raise ScheduleError("chunks overlap")
+        raise ScheduleError(f"{where}chunks overlap")
+
+
+def _check_held(held, device, chunks, what):
+    for c in chunks:
+        if c not in held[device]:
+            raise ScheduleError(f"{what} chunk {c} on device {device}, which the placement does not give it")
 
 
 def _devices(mask: int) -> list[int]:

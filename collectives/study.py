@@ -154,7 +154,7 @@ class Variant:
         return self.topology.num_devices
 
 
-def variants(spec, devices=None, nodes=None) -> list[Variant]:
+def variants(spec, devices=None, nodes=None, nic=None) -> list[Variant]:
     """The systems a sweep runs on for one ``spec`` (preset name, topology file or Topology).
 
     ``devices`` (first k devices, :func:`take_devices`) and ``nodes`` (servers of a preset) are
@@ -176,7 +176,7 @@ def variants(spec, devices=None, nodes=None) -> list[Variant]:
         base, label = [(None, spec)], spec.name
     else:
         label = str(spec)
-        base = [(n, load_topology(spec, nodes=n)) for n in (nodes or [None])]
+        base = [(n, load_topology(spec, nodes=n, nic=nic if n not in (None, 1) else None)) for n in (nodes or [None])]
     if not devices:
         return [Variant(label, t, n) for n, t in base]
     (n, topo), = base
@@ -492,7 +492,7 @@ def algorithm_runs(rows) -> str:
 
 def compare(systems=SEED_SYSTEMS, collectives=SEED_COLLECTIVES, sizes=None, nodes=None, algorithm: str = "auto",
             per_device: bool = False, max_devices: int | None = MAX_DEVICES, model=None,
-            progress_enabled: bool | None = False) -> Comparison:
+            progress_enabled: bool | None = False, nic=None) -> Comparison:
     """Every system (and its multi-node forms, ``nodes``) on every collective and size.
 
     Sizes default to 1M, 4M, ..., 1G, taken as nccl-tests' S (``per_device=False``), as
@@ -517,7 +517,7 @@ def compare(systems=SEED_SYSTEMS, collectives=SEED_COLLECTIVES, sizes=None, node
                 notes.append(f"{spec} x{n} ({P} devices) left out: more than {max_devices} devices "
                              f"(raise --max-devices to include it; expect minutes per call)")
                 continue
-            chosen.append(Variant(str(spec), one if n in (None, 1) else load_topology(spec, nodes=n), n))
+            chosen.append(Variant(str(spec), one if n in (None, 1) else load_topology(spec, nodes=n, nic=nic), n))
     if not chosen:
         raise ValueError("no system left to compare (all above max_devices)")
     if algorithm in SELECTIONS:

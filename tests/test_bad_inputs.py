@@ -62,7 +62,7 @@ CASES = [
      'tclass="0x030000"/></gpu></pci></cpu></system>', ["topo", "show", "{f}"], "count"),
     ("t.txt", "hello", ["topo", "show", "{f}"], "unknown extension '.txt'"),
     ("t.json", topo_json(), ["bench", "allreduce", "--topology", "{f}", "--nodes", "2", "--model-only"],
-     "applies to presets only"),
+     "applies to presets and NCCL XML files"),
     # benchmark arguments
     (None, None, ["bench", "allreduce", "-b", "7", "-e", "7", "--model-only"], "not a multiple of the float32"),
     (None, None, ["bench", "allreduce", "-b", "1M", "-e", "512K"], "-b 1M is larger than -e 512K"),

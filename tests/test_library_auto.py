@@ -58,7 +58,7 @@ def test_bench_json_carries_library_pick_and_headroom(tmp_path, capsys):
     assert main(["bench", "allreduce", "--topology", "hgx-h20", "--model-only", "-b", "256M", "-e", "256M",
                  "--library", "nccl", "-J", str(out)]) == 0
     capsys.readouterr()
-    row = json.loads(out.read_text())["results"][0]["ccemu"]
+    row = json.loads(out.read_text())["ccemu"]["results"][0]
     assert row["library"]["algorithm"] == "NVLS" and 1.0 <= row["headroom"] <= 1.01
     assert main(["bench", "allreduce", "--model-only", "--library", "mpich", "-b", "1K", "-e", "1K"]) == 2
     assert "unknown library 'mpich'" in capsys.readouterr().err

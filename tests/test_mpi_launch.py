@@ -86,6 +86,16 @@ def test_mpi_suite(n):
 
 
 @pytest.mark.parametrize("n", [2, 3])
+def test_alltoallv_under_mpiexec(n):
+    """alltoallv across ranks (issue 14): the executor's rows and EmulatedComm.Alltoallv against
+    MPI.COMM_WORLD.Alltoallv, uneven and zero counts, mismatched counts raising on every rank."""
+    status, out, err, _ = launch(n, ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/mpi/test_alltoallv_mpi.py"],
+                                 SUITE_TIMEOUT_S)
+    assert status == 0, f"mpiexec -n {n} pytest test_alltoallv_mpi.py exited {status}\n{_tails(out, err, 6000)}"
+    assert out.count(" passed") >= n and " failed" not in out, out[-2000:]
+
+
+@pytest.mark.parametrize("n", [2, 3])
 def test_failing_rank_ends_every_rank(n):
     """Rank 1 raises mid-collective: the job ends well within the timeout, non-zero, naming rank 1."""
     status, out, err, seconds = launch(n, ["tests/mpi/fault_raise.py"], FAULT_TIMEOUT_S)
@@ -142,7 +152,8 @@ def test_benchmark_cli_under_mpiexec():
     rows = [line.split() for line in out.splitlines() if line.strip() and not line.startswith("#")]
     assert [int(r[0]) for r in rows] == [1024, 8192, 65536]
     assert all(r[8] == "0" and r[12] == "0" for r in rows)
-    assert "2 rank(s) x 4 device(s)" in out
+    assert "# nThread 1 nGpus 4 minBytes 1024 maxBytes 65536 " in out
+    assert len([line for line in out.splitlines() if line.startswith("#  Rank")]) == 8  # both ranks' devices
 
 
 def test_benchmark_cli_error_ends_every_rank():

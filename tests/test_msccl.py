@@ -248,3 +248,14 @@ def test_a_buffered_send_overwritten_before_it_is_taken_is_refused(tmp_path):
     local copies), while GPU 0 overwrites chunk 1 in step 1: the step model cannot keep the old data."""
     text = _two_gpu([_op("s", 1), _op("r", do=1)], [_op("s", 1), _op("cpy", 0, 1), _op("cpy", 1, 0), _op("r", do=0)])
     _refused(_variant(tmp_path, text), "buffered send of chunk 1", "step 3", "step 1")
+
+
+def test_bench_algo_msccl_file(capsys):
+    # --algo msccl:FILE registers the file and runs it on data (checked) with its emulated time.
+    from bench.cli import main
+    path = DATA / "allpairs.xml"
+    assert main(["allreduce", "-b", "64K", "-e", "64K", "--topology", "mi308x-8", "--algo", f"msccl:{path}"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(rows) == 1 and rows[0][8] == "0" and rows[0][12] == "0"
+    assert main(["allgather", "-b", "64K", "-e", "64K", "--algo", f"msccl:{path}"]) == 2
+    assert "allreduce only" in capsys.readouterr().err

@@ -260,7 +260,7 @@ def test_scaling_cli_on_a_topology_file(capsys, tmp_path):
     B, L, n = 50.0, 2.0, 2**20
     assert float(rows[1][8]) == pytest.approx(n / (2 * L * 1e-6 * 4 + n / (B * 1e9)) / 1e9, abs=0.006)
     assert main(["scaling", "allreduce", "--topology", str(path), "--nodes", "2"]) == 2
-    assert "applies to presets only" in capsys.readouterr().err
+    assert "applies to presets and NCCL XML files" in capsys.readouterr().err
 
 
 def test_scaling_under_jitter_reports_p99(capsys):

@@ -65,7 +65,7 @@ def test_show_preset_options(capsys):
 
 def test_show_files(capsys, tmp_path):
     status, out, _ = run(capsys, "topo", "show", os.path.join(DATA, "nccl_8gpu_nvswitch.xml"))
-    assert status == 0 and "nccl_8gpu_nvswitch" in out and "peak per device       370.8 GB/s" in out
+    assert status == 0 and "nccl_8gpu_nvswitch" in out and "peak per device       450.0 GB/s" in out
     assert "in-network reduction: yes, on 4 switches" in out
     path = tmp_path / "a2.json"
     save_json(preset("atlas800t-a2"), path)
@@ -84,7 +84,8 @@ def test_show_files(capsys, tmp_path):
     (["topo", "show", "dgx-h100", "-o", "colour=red"], "no option 'colour'"),
     (["topo", "show", "dgx-h100", "-o", "nodes"], "expected KEY=VALUE"),
     (["topo", "show", os.path.join(DATA, "nccl_2gpu_bridge.xml"), "-o", "nodes=2"], "presets only"),
-    (["topo", "show", os.path.join(DATA, "nccl_2gpu_bridge.xml"), "--nodes", "2"], "presets only"),
+    (["topo", "show", os.path.join(DATA, "nccl_2gpu_bridge.xml"), "--gpu", "x100"], "gpu='x100' is not a GPU model"),
+    (["topo", "show", "dgx-h100", "--gpu", "h100"], "gpu='h100' applies to NCCL topology XML files"),
     (["topo"], "required"),
     (["topo", "frobnicate"], "invalid choice"),
 ])

@@ -130,14 +130,14 @@ def test_nccl_8gpu_nvswitch_import():
     for dev in t.devices:
         lanes = sorted(g[dev][s]["lanes"] for s in nvs)
         assert lanes == [4, 4, 5, 5]
-        assert math.isclose(sum(g[dev][s]["bw_GBps"] for s in nvs), 18 * 20.6)   # NCCL SM90 per-link figure
-    assert math.isclose(t.peak_bw_GBps(), 370.8)
+        assert math.isclose(sum(g[dev][s]["bw_GBps"] for s in nvs), 18 * 25.0)   # NVLink4 line rate per link
+    assert math.isclose(t.peak_bw_GBps(), 450.0)                                 # as the dgx-h100 preset
     assert g.nodes["gpu5"]["busid"] == "0000:52:00.0" and g.nodes["gpu5"]["sm"] == 90     # rank 5 in the file
     nics = [n for n, d in g.nodes(data=True) if d["kind"] == "nic"]
     assert len(nics) == 8 and g.nodes["nic:mlx5_0"]["speed_Mbps"] == 400000
     assert sum(1 for _, d in g.nodes(data=True) if d["kind"] == "cpu") == 2
-    # PCIe Gen5 x16 = 48 GB/s in NCCL's model, GPU to its PCIe switch.
-    assert g["gpu0"]["pci:0000:18:00.0"]["bw_GBps"] == 48.0
+    # PCIe Gen5 x16 = 64 GB/s line rate (NCCL's model counts 48), GPU to its PCIe switch.
+    assert g["gpu0"]["pci:0000:18:00.0"]["bw_GBps"] == 64.0
     assert g["cpu0"]["cpu1"]["link"] == "socket"
 
 
@@ -145,11 +145,11 @@ def test_nccl_2gpu_bridge_import():
     t = load_topology(XML_2GPU)
     g = t.graph
     assert t.num_devices == 2
-    assert g["gpu0"]["gpu1"]["lanes"] == 4 and g["gpu0"]["gpu1"]["bw_GBps"] == 80.0     # 4 x SM80 20.0
+    assert g["gpu0"]["gpu1"]["lanes"] == 4 and g["gpu0"]["gpu1"]["bw_GBps"] == 100.0    # 4 x NVLink3 25 GB/s
     assert not any(d["kind"] == "switch" for _, d in g.nodes(data=True))
-    assert g["gpu0"]["cpu0"]["bw_GBps"] == 24.0                                        # PCIe Gen4 x16
-    assert g["cpu0"]["nic:mlx5_0"]["bw_GBps"] == 24.0 and g.nodes["nic:mlx5_0"]["speed_Mbps"] == 200000
-    assert t.peak_bw_GBps() == 80.0
+    assert g["gpu0"]["cpu0"]["bw_GBps"] == 32.0                                        # PCIe Gen4 x16 line rate
+    assert g["cpu0"]["nic:mlx5_0"]["bw_GBps"] == 32.0 and g.nodes["nic:mlx5_0"]["speed_Mbps"] == 200000
+    assert t.peak_bw_GBps() == 100.0
 
 
 def test_nccl_rank_sets_the_device_index(tmp_path):
@@ -165,11 +165,15 @@ def test_nccl_rank_sets_the_device_index(tmp_path):
     (lambda s: s[: len(s) // 2], r"malformed XML at line \d+, column \d+"),
     (lambda s: '<!DOCTYPE system [<!ENTITY lol "lol">]>\n' + s, "DOCTYPE"),
     (lambda s: s.replace("<system", '<!ENTITY x "y">\n<system', 1), "ENTITY"),
-    (lambda s: s.replace('sm="80" rank="0"', 'rank="0"'), r"<gpu dev='0' rank='0'>: missing attribute 'sm'"),
+    # A <gpu> without sm is completed from the PCI device id when ccemu knows it; 0x20b5 it does not.
+    (lambda s: s.replace('sm="80" rank="0"', 'rank="0"'), r"1 GPUs are <gpu> elements without an sm attribute and "
+                                                          r"PCI device 0x20b5 is not one ccemu knows; expected gpu=MODEL"),
     (lambda s: s.replace('count="4"', 'count="four"', 1), r"<nvlink target=.*count='four' is not an integer"),
-    (lambda s: s.replace('speed="200000"', 'speed="0"'), r"<net .*speed=0"),
+    (lambda s: s.replace('speed="200000"', 'speed="fast"'), r"<net .*speed='fast' is not an integer"),
     (lambda s: s.replace("<system", "<machine").replace("</system>", "</machine>"), "root element is <machine>"),
-    (lambda s: s.replace("<gpu", "<gpx").replace("</gpu>", "</gpx>"), "no <gpu> element"),
+    (lambda s: s.replace("<gpu", "<gpx").replace("</gpu>", "</gpx>").replace('class="0x030200"', 'class="0x010802"'),
+     "no GPU: expected <pci> elements of class 0x03xxxx or 0x120000, or holding a <gpu> element"),
+    (lambda s: s.replace("<gpu", "<gpx").replace("</gpu>", "</gpx>"), "2 GPUs are <pci class=\"0x030200\"> hints"),
 ])
 def test_nccl_bad_input(tmp_path, mutate, match):
     path = tmp_path / "bad.xml"

@@ -8,6 +8,7 @@ import pytest
 import collectives
 from topologies import full_mesh, paths, preset, ring, route_pairs
 from topologies.model import resolve
+from topologies.peak import own_peak_bw_GBps
 from topologies.whatif import fail_link, fail_node, lost_direct_paths, scale_links, set_jitter, set_nodes
 
 
@@ -43,7 +44,7 @@ def test_scale_links_by_kind(a2):
     assert {d["bw_GBps"] for _, _, d in g.edges(data=True) if d["link"] == "hccs"} == {14.0}
     assert {d["lat_us"] for _, _, d in g.edges(data=True) if d["link"] == "hccs"} == {1.2}
     assert {d["bw_GBps"] for _, _, d in g.edges(data=True) if d["link"] == "pcie"} == {32.0}
-    assert t.peak_bw_GBps() == 98.0
+    assert own_peak_bw_GBps(t) == 98.0 and t.peak_bw_GBps() == 196.0   # bus efficiency against the original
     assert "scale_links(kind=hccs)" in g.graph["whatifs"][-1]
 
 
@@ -76,7 +77,8 @@ def test_failed_hccs_link_routes_through_the_host(a2):
     assert route_pairs(t, np.array([0]), np.array([1])).hops[0] == 2
     note = t.graph.graph["whatifs"][-1]
     assert "lost their direct link: (0, 1)" in note and "n0.cpu0" in note
-    assert t.peak_bw_GBps() == 168.0                     # 6 HCCS links left on NPU0 and NPU1
+    assert own_peak_bw_GBps(t) == 168.0                  # 6 HCCS links left on NPU0 and NPU1
+    assert t.peak_bw_GBps() == 196.0                      # ... but its bus efficiency is against the A2's
     # Pairs across CPUs route through two CPUs.
     t2 = fail_link(a2, "n0.npu0", "n0.npu7")
     assert paths(t2, 0, 7)[0][1:-1] == ["n0.cpu0", "n0.cpu3"]
@@ -109,7 +111,7 @@ def test_fail_link_missing(a2, h100):
 
 def test_fail_switch_and_nic(h100):
     t = fail_node(h100, "n0.nvs0")
-    assert "n0.nvs0" not in t.graph and t.peak_bw_GBps() == 325.0
+    assert "n0.nvs0" not in t.graph and own_peak_bw_GBps(t) == 325.0 and t.peak_bw_GBps() == 450.0
     last = fail_node(fail_node(t, "n0.nvs1"), "n0.nvs2")
     with pytest.raises(ValueError, match=r"failing switch n0.nvs3 .* cuts off device pairs \(0, 1\), \(0, 2\)"):
         fail_node(last, "n0.nvs3")

@@ -220,7 +220,9 @@ class Topology:
         return float(sum(d["bw_GBps"] for _, _, d in self.graph.out_edges(node, data=True)))
 
     def peak_bw_GBps(self):
-        """Per-device peak bandwidth (GB/s, one direction); see :func:`topologies.peak.peak_bw_GBps`."""
+        """Per-device peak bandwidth (GB/s, one direction); see :func:`topologies.peak.peak_bw_GBps`
+        (after a what-if that degrades the system: the original system's, the denominator of its bus
+        efficiency; :func:`topologies.peak.own_peak_bw_GBps` gives the degraded system's own)."""
         if "_peak_GBps" not in self.__dict__:  # a value of the sealed graph: computed once
             from .peak import peak_bw_GBps
             self.__dict__["_peak_GBps"] = peak_bw_GBps(self)

@@ -37,8 +37,17 @@ PROTOCOL_EFFICIENCY = {"simple": 1.0, "ll128": 120 / 128, "ll": 8 / 16}
 MSG_KEY = {"simple": "msg_us", "ll128": "ll128_msg_us", "ll": "ll_msg_us"}
 CALL_KEY = {"simple": "call_us", "ll128": "ll128_call_us", "ll": "ll_call_us"}
 
-#: Link kinds of scale-out networks (NICs and their fabric); the others are scale-up or host links.
-SCALE_OUT_KINDS = ("ib", "roce")
+#: Link kinds of scale-out networks (NICs and their fabric); the others are scale-up or host links:
+#: InfiniBand, RoCE, GPUDirect-TCPX (TCP-based GPU networking) and AWS EFA, each with its own constants
+#: in the data file. (Kept equal to ``collectives.libraries.SCALE_OUT_KINDS``: a test checks it.)
+SCALE_OUT_KINDS = ("ib", "roce", "tcpx", "efa")
+
+#: The transports a preset's NIC may be (``preset(..., nic="tcpx:200")``).
+NIC_KINDS = SCALE_OUT_KINDS
+
+#: The kind whose constants time a copy through host memory (a staged host path, see
+#: :mod:`topologies.network`); it is no link of the graph.
+HOST_MEMORY_KIND = "host_memory"
 
 # Costs of one message (per transfer) and of one call, per regime, in microseconds.
 COST_KEYS = ("msg_us", "ll128_msg_us", "ll_msg_us", "call_us", "ll128_call_us", "ll_call_us")

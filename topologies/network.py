@@ -7,6 +7,16 @@ carries data at ``bw_GBps * efficiency`` of its kind. A transfer ends ``latency`
 byte left, where ``latency`` is the sum of its hops' ``lat_us`` plus the per-message cost
 ``msg_us`` of the slowest link kind on its path (see :mod:`topologies.model`).
 
+A node with ``host_mem_GBps`` (a host CPU and its memory) *stages* the transfers whose route passes
+through it, as a PCIe-attached accelerator's host path does: the data goes down to host memory (the
+links up to the first staging node, writing memory), is copied in host memory (reading and writing
+it: the links between the first and last staging node, e.g. a CPU-to-CPU link, and the memory of
+both), then goes up (the links after the last staging node, reading memory). The three stages run
+one after another, each paying its own message cost (the copy pays the ``host_memory`` kind's, see
+:mod:`topologies.model`), and the memory of a staging node is one more resource of
+``host_mem_GBps * efficiency`` shared max-min by every stage that reads or writes it
+(:class:`Staging`). An unstaged transfer is one pipelined flow, as above.
+
 This module knows nothing of collectives: :func:`simulate_transfers` takes transfers with
 dependencies, and :class:`StepTimer` times one step of concurrent transfers, caching by pattern.
 """
@@ -123,8 +133,13 @@ def simulate_transfers(topo: Topology, src, dst, nbytes, deps=None, *, model=Non
     routes = route_pairs(topo, src, dst)
     link = LinkParams(topo, model, protocol)
     lat = flow_latency_s(routes, link, topo.arrays.edge_kind)
-    start, end, busy = _run_flows(routes.ptr, routes.edge, routes.frac, link.capacity_Bps, nbytes, lat,
-                                  dep_ptr, dep_idx)
+    staging = Staging.of(topo, topo.arrays, link.params)
+    plan = None if staging is None else staging.plan(routes)
+    if plan is None:
+        start, end, busy = _run_flows(routes.ptr, routes.edge, routes.frac, link.capacity_Bps, nbytes, lat,
+                                      dep_ptr, dep_idx)
+    else:
+        start, end, busy = plan.run(link, nbytes, lat, dep_ptr, dep_idx)
     link_bytes = _link_bytes(routes, nbytes, len(link.capacity_Bps))
     total = float(end.max()) + link.call_s if n else link.call_s
     return TransferResult(total, start, end, link_bytes, busy, topo.arrays.edges)
@@ -168,8 +183,11 @@ class StepSolver:
         # Routes and max-min solves run on the merged routing arrays (exact, see
         # topologies.graph.AggregatedArrays); endpoints other than devices need the plain ones.
         self.arrays = topo.arrays.routing if merge_twins else topo.arrays
+        if self.arrays is not topo.arrays and Staging.merged_away(topo, self.arrays):
+            self.arrays = topo.arrays      # a staging node's memory is its own: keep twins apart
         self.model = model
         self.link = LinkParams(topo, model, "simple", self.arrays)
+        self.staging = Staging.of(topo, self.arrays, self.link.params)
         self._cache = {}
         self._steps = {}
 
@@ -204,9 +222,13 @@ class StepSolver:
         hit = self._cache.get(key)
         if hit is None:
             routes = route_pairs(self.topo, s, d, self.arrays)
-            data = _solve_step(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, unit)
+            plan = None if self.staging is None else self.staging.plan(routes)
+            if plan is None:
+                data = _solve_step(routes.ptr, routes.edge, routes.frac, self.link.capacity_Bps, unit)
+            else:
+                data = plan.solve_step(self.link.capacity_Bps, unit)
             ids, per_edge = _edge_bytes(routes, unit)
-            hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {})
+            hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {}, plan)
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[key] = hit
@@ -225,6 +247,7 @@ class _Pattern:
     edge_ids: np.ndarray
     edge_bytes: np.ndarray
     lat_s: dict
+    staged: "StagedPlan | None" = None
 
 
 def _edge_bytes(routes, nbytes):
@@ -270,7 +293,10 @@ class StepTimer:
         else:
             lat = pat.lat_s.get(self.protocol)
             if lat is None:
-                lat = pat.lat_s[self.protocol] = flow_latency_s(pat.routes, self.link, self.solver.arrays.edge_kind)
+                lat = flow_latency_s(pat.routes, self.link, self.solver.arrays.edge_kind)
+                if pat.staged is not None:
+                    lat = pat.staged.latency_s(lat, self.link)
+                pat.lat_s[self.protocol] = lat
             data = pat.data_s * (scale / self.factor)
             out = (float((data + lat).max()),
                    StepDetail(pat.unit * scale, lat, data, pat.kind_mask, pat.edge_ids, pat.edge_bytes * scale))
@@ -278,6 +304,228 @@ class StepTimer:
             self._cache.clear()
         self._cache[key] = out
         return out
+
+
+# -- staged host paths --------------------------------------------------------------------------
+
+#: Node attribute of a node that stages transfers through its memory: the memory's line rate (GB/s).
+STAGE_ATTR = "host_mem_GBps"
+
+
+class Staging:
+    """The staging nodes of a topology's routing arrays and their memory (see the module doc)."""
+
+    def __init__(self, arrays, nodes: np.ndarray, mem_Bps: np.ndarray):
+        self.arrays = arrays
+        self.nodes = nodes                      # routing-array node indices
+        self.mem_Bps = mem_Bps                  # their memory's usable rate at Simple's efficiency
+        self.slot = {int(n): i for i, n in enumerate(nodes)}
+        self.is_stage = np.zeros(len(arrays.nodes), bool)
+        self.is_stage[nodes] = True
+
+    @staticmethod
+    def _names(topo) -> dict:
+        cache = topo.__dict__.get("_staging_names")
+        if cache is None:
+            cache = {n: float(d[STAGE_ATTR]) for n, d in topo.graph.nodes(data=True)
+                     if d.get(STAGE_ATTR) and d["kind"] != "device"}
+            topo.__dict__["_staging_names"] = cache
+        return cache
+
+    @classmethod
+    def merged_away(cls, topo, arrays) -> bool:
+        """Whether merging twin switches dropped a staging node (its memory would be shared wrongly)."""
+        names = cls._names(topo)
+        return bool(names) and not set(names) <= set(arrays.nodes)
+
+    @classmethod
+    def of(cls, topo, arrays, params) -> "Staging | None":
+        """The staging nodes of ``topo`` on ``arrays``, or None when it has none."""
+        names = cls._names(topo)
+        if not names:
+            return None
+        index = {n: i for i, n in enumerate(arrays.nodes)}
+        nodes = np.array([index[n] for n in names if n in index], np.int64)
+        if not len(nodes):
+            return None
+        eff = _model.link_param(params, _model.HOST_MEMORY_KIND, "efficiency")
+        mem = np.array([names[arrays.nodes[i]] * 1e9 * eff for i in nodes])
+        return cls(arrays, nodes, mem)
+
+    def plan(self, routes) -> "StagedPlan | None":
+        """How the transfers of ``routes`` split into stages, or None when none passes a staging node."""
+        a = self.arrays
+        owner = np.repeat(np.arange(len(routes.ptr) - 1), np.diff(routes.ptr))
+        inner = self.is_stage[a.edge_dst[routes.edge]]
+        staged = np.unique(owner[inner])
+        if not len(staged):
+            return None
+        return StagedPlan(self, routes, staged)
+
+
+class StagedPlan:
+    """The flows of a set of routes once staged transfers are cut in three: down, copy, up.
+
+    Flow arrays (CSR like the routes) over the routing edges plus one memory edge per staging node
+    (index ``n_edges + slot``); ``first[k]``, ``last[k]``: the flows a transfer starts and ends with;
+    ``dep_ptr``/``dep_idx``: each stage waits for the one before; ``masks``: per staged transfer the
+    link kinds of each stage.
+    """
+
+    def __init__(self, staging: Staging, routes, staged: np.ndarray):
+        a = staging.arrays
+        n = len(routes.ptr) - 1
+        n_edges = len(a.edge_src)
+        self.staging, self.routes, self.n_edges = staging, routes, n_edges
+        self.staged = staged
+        is_staged = np.zeros(n, bool)
+        is_staged[staged] = True
+        ptr, edge, frac, deps = [0], [], [], []
+        first = np.zeros(n, np.int64)
+        last = np.zeros(n, np.int64)
+        self.masks = {}
+        for k in range(n):
+            lo, hi = routes.ptr[k], routes.ptr[k + 1]
+            if not is_staged[k]:
+                first[k] = last[k] = len(ptr) - 1
+                edge.extend(routes.edge[lo:hi].tolist())
+                frac.extend(routes.frac[lo:hi].tolist())
+                ptr.append(len(edge))
+                deps.append([])
+                continue
+            stages = self._split(staging, routes.edge[lo:hi], routes.frac[lo:hi], n_edges)
+            first[k] = len(ptr) - 1
+            masks = []
+            for i, (es, fs, mask) in enumerate(stages):
+                edge.extend(es)
+                frac.extend(fs)
+                ptr.append(len(edge))
+                deps.append([] if i == 0 else [len(ptr) - 3])
+                masks.append(mask)
+            last[k] = len(ptr) - 2
+            self.masks[k] = masks
+        self.ptr = np.array(ptr, np.int64)
+        self.edge = np.array(edge, np.int64)
+        self.frac = np.array(frac, np.float64)
+        self.first, self.last = first, last
+        self.dep_ptr = np.zeros(len(deps) + 1, np.int64)
+        self.dep_ptr[1:] = np.cumsum([len(d) for d in deps])
+        self.dep_idx = np.array([x for d in deps for x in d], np.int64)
+        self.owner = np.repeat(np.arange(n), np.where(is_staged, 3, 1))
+
+    @staticmethod
+    def _split(staging, edges, fracs, n_edges):
+        """``[(edges, fracs, kind mask)]`` of the down, copy and up stages of one staged route."""
+        a = staging.arrays
+        src, dst = a.edge_src[edges], a.edge_dst[edges]
+        stage = staging.is_stage
+        # past[u]: a staging node lies at or before u; ahead[v]: one lies at or after v (route DAG walks).
+        past, ahead = {}, {}
+        order = sorted(range(len(edges)), key=lambda i: _depth(src, dst, i))
+        for i in order:
+            u, v = int(src[i]), int(dst[i])
+            past.setdefault(u, bool(stage[u]))
+            past[v] = past.get(v, bool(stage[v])) or past[u] or bool(stage[v])
+        for i in reversed(order):
+            u, v = int(src[i]), int(dst[i])
+            ahead.setdefault(v, bool(stage[v]))
+            ahead[u] = ahead.get(u, bool(stage[u])) or ahead[v] or bool(stage[u])
+        parts = ([], [], [])
+        mem = ({}, {}, {})
+        for i in range(len(edges)):
+            u, v, f = int(src[i]), int(dst[i]), float(fracs[i])
+            if not past[u]:                          # down: into the first staging node's memory
+                part = 0
+                if stage[v]:
+                    for p in (0, 1):                 # written by the DMA, read by the copy
+                        mem[p][v] = mem[p].get(v, 0.0) + f
+            elif not ahead[v]:                       # up: out of the last staging node's memory
+                part = 2
+                if stage[u]:
+                    for p in (1, 2):                 # written by the copy, read by the DMA
+                        mem[p][u] = mem[p].get(u, 0.0) + f
+            else:
+                part = 1
+            parts[part].append(i)
+        out = []
+        for p in range(3):
+            es = [int(edges[i]) for i in parts[p]] + [n_edges + staging.slot[x] for x in mem[p]]
+            fs = [float(fracs[i]) for i in parts[p]] + list(mem[p].values())
+            mask = 0
+            for i in parts[p]:
+                mask |= 1 << int(a.edge_kind[edges[i]])
+            out.append((es, fs, mask))
+        return out
+
+    def capacity(self, capacity_Bps: np.ndarray) -> np.ndarray:
+        return np.concatenate([capacity_Bps, self.staging.mem_Bps])
+
+    def solve_step(self, capacity_Bps, nbytes) -> np.ndarray:
+        """Data-completion times of the transfers of one step (all start at 0), stages in sequence."""
+        nb = nbytes[self.owner]
+        lat = np.zeros(len(nb))
+        _, end, _ = _run_flows(self.ptr, self.edge, self.frac, self.capacity(capacity_Bps), nb, lat,
+                               self.dep_ptr, self.dep_idx)
+        return end[self.last]
+
+    def latency_s(self, lat: np.ndarray, link: LinkParams) -> np.ndarray:
+        """``lat`` (hop latencies plus one message cost per transfer) with each staged transfer paying
+        one message cost per stage: its links' largest, and the copy at least ``host_memory``'s."""
+        out = lat.copy()
+        copy_msg = _model.link_param(link.params, _model.HOST_MEMORY_KIND, _model.MSG_KEY[link.protocol]) * 1e-6
+        for k, masks in self.masks.items():
+            msgs = [_mask_msg(m, link.msg_by_kind_s) for m in masks]
+            msgs[1] = max(msgs[1], copy_msg)
+            out[k] = self.routes.lat_us[k] * 1e-6 + sum(msgs)
+        return out
+
+    def run(self, link: LinkParams, nbytes, lat, dep_ptr, dep_idx):
+        """:func:`_run_flows` for transfers with dependencies: each stage pays its own latency, the
+        first waits for the transfer's dependencies and the transfer's successors for the last."""
+        n = len(nbytes)
+        stage_lat = np.zeros(len(self.ptr) - 1)
+        copy_msg = _model.link_param(link.params, _model.HOST_MEMORY_KIND, _model.MSG_KEY[link.protocol]) * 1e-6
+        hop = self._stage_hop_lat_us(link)
+        for k in range(n):
+            if k in self.masks:
+                msgs = [_mask_msg(m, link.msg_by_kind_s) for m in self.masks[k]]
+                msgs[1] = max(msgs[1], copy_msg)
+                for i in range(3):
+                    stage_lat[self.first[k] + i] = hop[self.first[k] + i] * 1e-6 + msgs[i]
+            else:
+                stage_lat[self.first[k]] = lat[k]
+        deps = [list(self.dep_idx[self.dep_ptr[f]:self.dep_ptr[f + 1]]) for f in range(len(self.ptr) - 1)]
+        for k in range(n):
+            deps[self.first[k]] = [int(self.last[j]) for j in dep_idx[dep_ptr[k]:dep_ptr[k + 1]]]
+        dptr = np.zeros(len(deps) + 1, np.int64)
+        dptr[1:] = np.cumsum([len(d) for d in deps])
+        didx = np.array([x for d in deps for x in d], np.int64)
+        start, end, busy = _run_flows(self.ptr, self.edge, self.frac, self.capacity(link.capacity_Bps),
+                                      nbytes[self.owner].astype(np.float64), stage_lat, dptr, didx)
+        return start[self.first], end[self.last], busy[:self.n_edges]
+
+    def _stage_hop_lat_us(self, link) -> np.ndarray:
+        a = self.staging.arrays
+        out = np.zeros(len(self.ptr) - 1)
+        for f in range(len(out)):
+            es, fs = self.edge[self.ptr[f]:self.ptr[f + 1]], self.frac[self.ptr[f]:self.ptr[f + 1]]
+            real = es < self.n_edges
+            out[f] = float(np.sum(fs[real] * a.lat_us[es[real]]))
+        return out
+
+
+def _depth(src, dst, i) -> int:
+    """Hop depth of route edge ``i`` from the route's source (the walk order of a fewest-hop DAG)."""
+    depth, frontier = 0, {int(src[i])}
+    start = set(int(x) for x in src) - set(int(x) for x in dst)
+    while not frontier & start and depth < len(src):
+        frontier = {int(src[j]) for j in range(len(src)) if int(dst[j]) in frontier}
+        depth += 1
+    return depth
+
+
+def _mask_msg(mask: int, msg_by_kind_s) -> float:
+    return max((float(c) for k, c in enumerate(msg_by_kind_s) if (mask >> k) & 1), default=0.0)
 
 
 @numba.njit(cache=True)

@@ -13,7 +13,8 @@ collective fabric (GB/s, one direction):
 bounded by the cut around a *package*: devices sharing a ``package`` attribute (the two dies of an
 Ascend 910C, the two GCDs of an MI250X) count the scale-up links leaving the package, shared
 equally among them, when that is lower. The scale-out bandwidth of multi-node systems is reported
-separately by :func:`scaleout_bw_GBps`.
+separately by :func:`scaleout_bw_GBps`. A system degraded by a what-if keeps the peak of the system
+it came from (:func:`reference_peak`), so its bus efficiency is against what it had.
 
 >>> from topologies import switch
 >>> peak_bw_GBps(switch(4, bw_GBps=100.0))
@@ -73,12 +74,39 @@ def package_bound_GBps(topo) -> dict:
     return bounds
 
 
+def reference_peak(topo) -> dict | None:
+    """``{"GBps", "system"}``: the peak of the system a what-if started from, which a degraded copy
+    (:func:`topologies.whatif.fail_link`, ``fail_node``, ``scale_links``) keeps as its peak so that its bus
+    efficiency is measured against what the system had; None for a system as built."""
+    ref = topo.graph.graph.get("reference_peak")
+    return dict(ref) if ref else None
+
+
 def peak_bw_GBps(topo) -> float:
     """Per-device injection bandwidth (GB/s, per direction): the least over devices (module docstring).
+
+    After a what-if that degrades the system (a failed link or node, scaled links) it is the original
+    system's peak (:func:`reference_peak`), so a bus efficiency shows what the failure costs; the
+    degraded system's own figure is :func:`own_peak_bw_GBps`.
 
     >>> from topologies import two_level
     >>> peak_bw_GBps(two_level(2, 4, intra_bw_GBps=150.0, fabric="switch"))
     150.0
+    """
+    ref = reference_peak(topo)
+    if ref is not None:
+        return float(ref["GBps"])
+    return own_peak_bw_GBps(topo)
+
+
+def own_peak_bw_GBps(topo) -> float:
+    """The peak of ``topo``'s own links (module docstring), ignoring a what-if's :func:`reference_peak`.
+
+    >>> from topologies import preset
+    >>> from topologies.whatif import fail_node
+    >>> t = fail_node(preset("dgx-h100"), "n0.nvs0")
+    >>> peak_bw_GBps(t), own_peak_bw_GBps(t)
+    (450.0, 325.0)
     """
     peak = min(device_injection_GBps(topo))
     bounds = package_bound_GBps(topo)
@@ -101,6 +129,27 @@ def scaleout_bw_GBps(topo) -> float | None:
     if not any(d["kind"] == "nic" for _, d in g.nodes(data=True)):
         return None
     rates = [_nic_bw_GBps(g, dev) for dev in topo.devices]
-    if not any(rates):      # NICs without a fabric behind them (one server, or NICs not on a device)
+    if any(rates):
+        return float(min(rates))
+    return _shared_nic_bw_GBps(g, topo.devices)
+
+
+def _shared_nic_bw_GBps(g, devices) -> float | None:
+    """NICs that hang off PCIe switches or CPUs (an imported NCCL topology repeated over servers): per
+    server, the NICs' line rate towards the fabric shared by its devices; the least over servers.
+    ``None`` when no NIC has a fabric behind it (one server)."""
+    per_server: dict = {}
+    for n, d in g.nodes(data=True):
+        if d["kind"] != "nic":
+            continue
+        up = sum(e["bw_GBps"] for _, v, e in g.out_edges(n, data=True) if g.nodes[v]["kind"] == "switch"
+                 and e["link"] != "pcie")
+        if up > 0:
+            attach = max((e["bw_GBps"] for _, v, e in g.out_edges(n, data=True) if e["link"] == "pcie"), default=up)
+            per_server[d.get("node", 0)] = per_server.get(d.get("node", 0), 0.0) + min(up, attach)
+    if not per_server:
         return None
-    return float(min(rates))
+    count: dict = {}
+    for dev in devices:
+        count[g.nodes[dev].get("node", 0)] = count.get(g.nodes[dev].get("node", 0), 0) + 1
+    return float(min(per_server.get(s, 0.0) / k for s, k in count.items()))

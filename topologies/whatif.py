@@ -15,7 +15,19 @@ switch or host path:
 >>> lost_direct_paths(a2, b)
 [(0, 1)]
 >>> print(b.graph.graph["whatifs"][-1])
-fail_link(n0.npu0, n0.npu1): pairs that lost their direct link: (0, 1); (0, 1) now routes n0.npu0 -> n0.cpu0 -> n0.npu1
+fail_link(n0.npu0, n0.npu1): pairs that lost their direct link: (0, 1); on_lost='host': (0, 1) now routes n0.npu0 -> n0.cpu0 -> n0.npu1, staged through host memory at n0.cpu0
+
+What the collective library does about a pair that lost its direct link is ``fail_link``'s
+``on_lost``: ``"host"`` (the default) sends its traffic over what is left (the host path above,
+staged through host memory: PCIe down, a copy in host memory, PCIe up, see
+:mod:`topologies.network`); ``"ring"``: the library falls back to a ring that avoids the lost link
+(every algorithm that would use the pair is unavailable, so ``best`` picks another, and ``ring``
+orders its rings around it); ``"fail"``: it stops with an error (:class:`LostLinkError`) when a
+collective needs the pair.
+
+A system degraded by ``fail_link``, ``fail_node`` or ``scale_links`` keeps the peak of the system it
+came from as its peak (``graph["reference_peak"]``, :func:`topologies.peak.reference_peak`): its bus
+efficiency is measured against what the system had, and ``ccemu topo show`` says so.
 """
 
 from __future__ import annotations
@@ -28,9 +40,18 @@ import numpy as np
 
 from .graph import Topology, unreachable_pairs
 
-__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices"]
+__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices",
+           "lost_links", "LostLinkError", "ON_LOST"]
 
 _MAX_LISTED = 8     # device pairs named in a message before "... and N more"
+
+#: What the collective library does on a lost link (``fail_link(..., on_lost=...)``, module doc).
+ON_LOST = ("host", "ring", "fail")
+
+
+class LostLinkError(ValueError):
+    """A collective needs a device pair whose link a what-if removed, and the library stops on a lost
+    link (``fail_link(..., on_lost="fail")``)."""
 
 
 def scale_links(topo: Topology, factor_bw: float = 1.0, factor_lat: float = 1.0, kind: str | None = None,
@@ -83,14 +104,17 @@ def scale_links(topo: Topology, factor_bw: float = 1.0, factor_lat: float = 1.0,
         raise ValueError(f"no link of topology {topo.name!r} matches kind={kind!r} and links={links!r}")
     what = ", ".join(x for x in (f"kind={kind}" if kind else "", f"{count // 2} links" if chosen else "") if x)
     note = f"scale_links({what or 'all links'}): bandwidth x{factor_bw:g}, latency x{factor_lat:g}"
-    return _derive(topo, g, note, name)
+    return _derive(topo, g, note, name, keep_peak=True)
 
 
-def fail_link(topo: Topology, u, v, name: str | None = None) -> Topology:
+def fail_link(topo: Topology, u, v, name: str | None = None, on_lost: str = "host") -> Topology:
     """Remove the link between ``u`` and ``v`` (both directions).
 
     The note recorded in ``result.graph.graph["whatifs"]`` names the device pairs that lost their direct link
-    (:func:`lost_direct_paths`) and the route they take now.
+    (:func:`lost_direct_paths`) and the route they take now. ``on_lost`` says what the collective library
+    does about those pairs (module doc): ``"host"`` (default) reroutes over what is left, ``"ring"`` falls
+    back to a ring that avoids them, ``"fail"`` stops with :class:`LostLinkError` when a collective needs
+    one; the pairs and the choice are kept in ``graph["lost_links"]`` (:func:`lost_links`).
 
     >>> from topologies import full_mesh
     >>> fail_link(full_mesh(3), 0, 1)
@@ -98,6 +122,10 @@ def fail_link(topo: Topology, u, v, name: str | None = None) -> Topology:
     ...
     ValueError: failing link dev0-dev1 of topology 'mesh3' cuts off device pairs (0, 1) (pairs that lost ...
     """
+    if on_lost not in ON_LOST:
+        raise ValueError(f"on_lost={on_lost!r}; expected 'host' (reroute through the host, the default), 'ring' "
+                         "(the library falls back to a ring that avoids the lost link) or 'fail' (the library stops "
+                         "with an error)")
     a, b = _node(topo, u), _node(topo, v)
     if not topo.graph.has_edge(a, b):
         raise ValueError(f"no link between {a!r} and {b!r} in topology {topo.name!r}")
@@ -109,36 +137,86 @@ def fail_link(topo: Topology, u, v, name: str | None = None) -> Topology:
     _check_reachable(topo, g, f"failing link {a}-{b}", lost)
     note = f"fail_link({a}, {b})"
     if lost:
-        routes = "; ".join(f"{p} now routes {_route_text(g, topo.devices, *p)}" for p in lost[:_MAX_LISTED])
-        note += f": pairs that lost their direct link: {_pairs_text(lost)}; {routes}"
-    return _derive(topo, g, note, name)
+        note += f": pairs that lost their direct link: {_pairs_text(lost)}; on_lost={on_lost!r}: "
+        if on_lost == "host":
+            note += "; ".join(f"{p} now routes {_route_text(g, topo.devices, *p)}" for p in lost[:_MAX_LISTED])
+        elif on_lost == "ring":
+            note += "the library falls back to a ring that avoids them (algorithms that need them are unavailable)"
+        else:
+            note += "the library stops with an error when a collective needs them"
+        g.graph["lost_links"] = list(g.graph.get("lost_links", [])) + [[i, j, on_lost] for i, j in lost]
+    return _derive(topo, g, note, name, keep_peak=True)
+
+
+def lost_links(topo: Topology) -> dict:
+    """``{(i, j): on_lost}``: device pairs (``i < j``) whose direct link :func:`fail_link` removed, and what
+    the library does about each (module doc); empty for a system as built.
+
+    >>> from topologies import preset
+    >>> lost_links(fail_link(preset("atlas800t-a2"), 1, 0, on_lost="ring"))
+    {(0, 1): 'ring'}
+    """
+    return {(int(i), int(j)): str(p) for i, j, p in topo.graph.graph.get("lost_links", [])}
+
+
+def lost_link_use(topo: Topology, schedule):
+    """The first transfer of ``schedule`` between a pair in :func:`lost_links` whose library does not
+    reroute (``on_lost`` ``"ring"`` or ``"fail"``): ``(i, j, on_lost, phase name)``, or None."""
+    blocked = {p: w for p, w in lost_links(topo).items() if w != "host"}
+    if not blocked:
+        return None
+    for ph in schedule.phases:
+        src, dst, _ = ph.pair_form()
+        for (i, j), w in blocked.items():
+            if np.any(((src == i) & (dst == j)) | ((src == j) & (dst == i))):
+                return i, j, w, ph.name
+    return None
+
+
+def ring_avoids(topo: Topology) -> set:
+    """Device pairs a ring must not use on ``topo``: those lost with ``on_lost="ring"``."""
+    return {p for p, w in lost_links(topo).items() if w == "ring"}
 
 
 def fail_node(topo: Topology, node, name: str | None = None) -> Topology:
-    """Remove a switch, NIC or CPU node and its links. Devices cannot be failed (indices stay dense).
+    """Remove a switch, NIC or CPU node and its links, or several at once (a list: a switch plane, all the
+    NICs of a rail). Devices cannot be failed (indices stay dense). Traffic reroutes over what is left
+    (other spines, the other sub-planes, a device's other NICs); a device left with no way out raises
+    ``ValueError`` naming the cut-off pairs (devices relay only with ``forward=True``).
 
     >>> from topologies import preset
+    >>> from topologies.peak import own_peak_bw_GBps
     >>> t = fail_node(preset("dgx-h100"), "n0.nvs0")
-    >>> t.peak_bw_GBps()
-    325.0
+    >>> own_peak_bw_GBps(t), t.peak_bw_GBps()        # its own links; the original's, for bus efficiency
+    (325.0, 450.0)
+    >>> plane = [f"s0.l2.p0.{m}" for m in range(16)]   # one of CloudMatrix 384's 7 L2 sub-planes
+    >>> fail_node(preset("cloudmatrix384"), plane).graph.graph["whatifs"][-1]
+    'fail_node(s0.l2.p0.0, ... (16 nodes: switch))'
     """
-    if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
-        raise ValueError(f"fail_node({node!r}): devices cannot be failed (device indices must stay dense); "
-                         "fail their links with fail_link, or name a switch, NIC or CPU node")
-    if node not in topo.graph:
-        raise ValueError(f"no node {node!r} in topology {topo.name!r}")
-    kind = topo.graph.nodes[node]["kind"]
-    if kind == "device":
-        raise ValueError(f"fail_node({node!r}): {node!r} is a device; devices cannot be failed (device indices "
-                         "must stay dense); fail their links with fail_link")
+    many = isinstance(node, (list, set, frozenset)) or (isinstance(node, tuple) and node not in topo.graph)
+    nodes = list(node) if many else [node]
+    if not nodes:
+        raise ValueError("fail_node([]): expected a node id or a non-empty list of node ids")
+    for x in nodes:
+        if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+            raise ValueError(f"fail_node({x!r}): devices cannot be failed (device indices must stay dense); "
+                             "fail their links with fail_link, or name a switch, NIC or CPU node")
+        if x not in topo.graph:
+            raise ValueError(f"no node {x!r} in topology {topo.name!r}")
+        if topo.graph.nodes[x]["kind"] == "device":
+            raise ValueError(f"fail_node({x!r}): {x!r} is a device; devices cannot be failed (device indices "
+                             "must stay dense); fail their links with fail_link")
+    kinds = sorted({topo.graph.nodes[x]["kind"] for x in nodes})
     g = topo.graph.copy()
-    g.remove_node(node)
+    g.remove_nodes_from(nodes)
     lost = _lost(topo.devices, topo.graph, g)
-    _check_reachable(topo, g, f"failing {kind} {node}", lost)
-    note = f"fail_node({node}, a {kind})"
+    what = f"{kinds[0]} {nodes[0]}" if len(nodes) == 1 else f"{len(nodes)} nodes ({'/'.join(kinds)}) from {nodes[0]}"
+    _check_reachable(topo, g, f"failing {what}", lost)
+    note = (f"fail_node({nodes[0]}, a {kinds[0]})" if len(nodes) == 1
+            else f"fail_node({nodes[0]}, ... ({len(nodes)} nodes: {'/'.join(kinds)}))")
     if lost:
         note += f": pairs that lost their direct link: {_pairs_text(lost)}"
-    return _derive(topo, g, note, name)
+    return _derive(topo, g, note, name, keep_peak=True)
 
 
 def set_nodes(name_or_preset_fn, nodes: int, **options) -> Topology:
@@ -269,6 +347,10 @@ def take_devices(topo: Topology, k: int) -> Topology:
     others = [n for n in g.nodes if g.nodes[n]["kind"] != "device"]
     sub = g.subgraph(list(kept) + others).copy()
     _prune_dead_ends(sub, kept)
+    # A sub-system has its own peak; lost links of removed devices go with them.
+    sub.graph.pop("reference_peak", None)
+    if sub.graph.get("lost_links"):
+        sub.graph["lost_links"] = [x for x in sub.graph["lost_links"] if x[0] < k and x[1] < k]
     try:
         return _derive(topo, sub, f"take_devices({k})", f"{topo.name}[:{k}]")
     except ValueError as exc:
@@ -362,9 +444,13 @@ def _route_text(g, devices, i, j) -> str:
     a, b = devices[i], devices[j]
     relay = [n for n in g.nodes if n in (a, b) or g.nodes[n]["kind"] != "device" or g.nodes[n].get("forward")]
     path = nx.shortest_path(g.subgraph(relay), a, b)
-    return " -> ".join(map(str, path))
+    staged = [str(n) for n in path[1:-1] if g.nodes[n].get("host_mem_GBps")]
+    text = " -> ".join(map(str, path))
+    return text + (f", staged through host memory at {' and '.join(staged)}" if staged else "")
 
 
-def _derive(topo, g, note, name):
+def _derive(topo, g, note, name, keep_peak=False):
     g.graph["whatifs"] = list(topo.graph.graph.get("whatifs", [])) + [note]
+    if keep_peak and "reference_peak" not in g.graph:      # the first system's peak, through every edit
+        g.graph["reference_peak"] = {"GBps": topo.peak_bw_GBps(), "system": topo.name}
     return Topology(g, name=name or topo.name)

@@ -7,6 +7,9 @@ switch's ports in one step; and pairwise exchange, one peer per step.
 - reduce_scatter ``direct``: every device sends block j to device j, which reduces them.
 - alltoall ``direct``: all P(P-1) blocks in one step; ``pairwise``: in step k device i sends to
   i+k and receives from i-k (k = 1..P-1), as MPI and HCCL's Pairwise do.
+- alltoallv ``direct`` and ``pairwise``: the same steps with each pair's own block (its count);
+  pairs with nothing to send are left out, and so is a step left empty. Pairwise's step k lasts as
+  long as its largest block, HCCL's documented ``(p-1) alpha + beta sum_k max_i n(i, i+k)``.
 """
 
 from __future__ import annotations
@@ -88,3 +91,38 @@ def pairwise_alltoall(spec, P, count, root=0, topology=None, **params):
         dst = (src + k) % P
         phases.append(Phase(f"exchange{k}", src, dst, fixed(dst, P + src)))
     return Schedule(spec.name, "pairwise", P, count, 2 * P * count, off, ln, phases, root)
+
+
+# -- alltoallv: chunk i * P + j is device i's block for j, chunk P * P + i its own block received
+#    (collectives.alltoallv.PairPlacement); every builder takes the call's counts.
+
+def _alltoallv_counts(spec, P, count, name, params):
+    return spec.counts_for(P, count, resolve_params(spec.name, name, params)["counts"])
+
+
+def _v_phase(name, counts, src, dst):
+    """The transfers src[i] -> dst[i] that carry something, as one phase (None if none does)."""
+    P = counts.P
+    keep = counts.matrix[src, dst] > 0
+    src, dst = src[keep], dst[keep]
+    if not len(src):
+        return None
+    chunk = src * P + dst
+    return Phase(name, src, dst, fixed(chunk, np.where(src == dst, P * P + src, chunk)))
+
+
+@algorithm("alltoallv", "direct", params={"counts": None}, large_scale=True)
+def direct_alltoallv(spec, P, count, root=0, topology=None, **params):
+    counts = _alltoallv_counts(spec, P, count, "direct", params)
+    src, dst = np.divmod(np.arange(P * P, dtype=np.int64), P)
+    phases = [ph for ph in [_v_phase("exchange", counts, src, dst)] if ph is not None]
+    return spec.schedule("direct", counts, phases, root)
+
+
+@algorithm("alltoallv", "pairwise", params={"counts": None})
+def pairwise_alltoallv(spec, P, count, root=0, topology=None, **params):
+    counts = _alltoallv_counts(spec, P, count, "pairwise", params)
+    src = np.arange(P, dtype=np.int64)
+    phases = [_v_phase("local-copy", counts, src, src)]
+    phases += [_v_phase(f"exchange{k}", counts, src, (src + k) % P) for k in range(1, P)]
+    return spec.schedule("pairwise", counts, [ph for ph in phases if ph is not None], root)

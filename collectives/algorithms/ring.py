@@ -17,6 +17,11 @@ Parameters (tuned for a topology by :func:`collectives.tuning.default_params`):
   after the other (NCCL's loop over ``nranks * chunkSize`` slices). Every link is busy in every step
   anyway, so more chunks only add steps; 1 by default.
 
+On a topology where a link was lost and the library falls back to a ring that avoids it
+(``topologies.whatif.fail_link(..., on_lost="ring")``), the stride rings are laid over the devices in
+an order in which no two ring neighbours are a lost pair (the ``"mesh"`` rings use every link, so
+they are unavailable there).
+
 Broadcast and reduce (``ring``): a chain root -> root+s -> root+2s -> ... (one per channel), the
 message cut into ``chunks`` pieces pipelined down (broadcast) or up (reduce) the chain:
 P-1 + chunks-1 steps.
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import algorithm, resolve_params
+from ..registry import AlgorithmUnavailable, algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
 from .pipeline import (DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, mesh_rings, pipeline_phases,
                        ring_orders)
@@ -46,16 +51,47 @@ def _orders(collective, params):
     return orders
 
 
+def _avoid(topology) -> set:
+    """Device pairs the rings must not join on ``topology`` (lost links the library rings around)."""
+    if topology is None or not topology.graph.graph.get("lost_links"):
+        return set()
+    from topologies.whatif import ring_avoids
+    return ring_avoids(topology)
+
+
+def _around(orders, avoid, tries=4096):
+    """``orders`` relabelled by a permutation of the devices (the identity if it serves) so that no two
+    ring neighbours form a pair of ``avoid``; ``AlgorithmUnavailable`` when none is found."""
+    P = orders.shape[1]
+    bad = np.zeros((P, P), bool)
+    for i, j in avoid:
+        bad[i, j] = bad[j, i] = True
+    rng = np.random.default_rng(0)
+    perm = np.arange(P)
+    for _ in range(tries):
+        o = perm[orders]
+        if not bad[o, np.roll(o, -1, axis=1)].any():
+            return o
+        perm = rng.permutation(P)
+    raise AlgorithmUnavailable(f"no order of {P} devices keeps the lost device pairs {sorted(avoid)} apart on "
+                               f"{orders.shape[0]} ring(s)")
+
+
 class _Rings:
     """``channels`` rings of P devices as flat transfer arrays (channel-major)."""
 
-    def __init__(self, P, channels, orders="strides"):
+    def __init__(self, P, channels, orders="strides", avoid=()):
         self.P = P
         if orders == "mesh":
+            if avoid:
+                raise AlgorithmUnavailable("orders='mesh': the mesh rings use every link, and a lost link is "
+                                           "avoided (on_lost='ring'); use orders='strides'")
             rings = mesh_rings(P)
             self.orders = rings[np.arange(channels) % len(rings)]
         else:
             self.orders = ring_orders(P, channels)
+            if avoid:
+                self.orders = _around(self.orders, avoid)
         self.src = self.orders.ravel()
         self.dst = np.roll(self.orders, -1, axis=1).ravel()
         self.pos = np.tile(np.arange(P, dtype=np.int64), channels)
@@ -93,7 +129,7 @@ def ring_allreduce(spec, P, count, root=0, topology=None, **params):
     off, ln = split(count, chunks * channels * P)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels, orders)
+        rings = _Rings(P, channels, orders, _avoid(topology))
         for loop in range(chunks):
             def cid(chan, b, loop=loop):
                 return (loop * channels + chan) * P + b
@@ -109,7 +145,7 @@ def _slot_ring(spec, P, count, root, topology, params, reduce):
     off, ln = _slot_chunks(P, count, pieces)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels, orders)
+        rings = _Rings(P, channels, orders, _avoid(topology))
         for loop in range(chunks):
             # Ring position p must end with (reduce-scatter) / start from (allgather) its own slot.
             def cid(chan, b, loop=loop):

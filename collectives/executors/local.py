@@ -13,8 +13,8 @@ def step_arrays(schedule: Schedule, step):
     ln = schedule.chunk_len[step.src_chunk]
     keep = ln > 0
     src, dst = step.src[keep], step.dst[keep]
-    soff = schedule.chunk_off[step.src_chunk[keep]]
-    doff = schedule.chunk_off[step.dst_chunk[keep]]
+    soff = schedule.offsets(src, step.src_chunk[keep])
+    doff = schedule.offsets(dst, step.dst_chunk[keep])
     ln = ln[keep]
     order = np.argsort(dst, kind="stable")
     dst = dst[order]

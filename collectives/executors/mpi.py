@@ -103,23 +103,26 @@ def run(collective: str, local_data, comm, algorithm: str = "ring", op: str = "s
     Parameters
     ----------
     collective : str
-        ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``, ``broadcast`` or ``reduce``.
+        A registered collective (``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``,
+        ``alltoallv``, ``broadcast``, ``reduce``).
     local_data : numpy.ndarray, shape (k, x)
         Inputs of the devices this rank hosts: row ``i`` is device ``rank*k + i``. ``x`` is what
         :func:`collectives.run` takes per device (allreduce, broadcast, reduce ``n``; allgather
-        ``m``; reduce_scatter and alltoall ``P*m``, ``P = k * comm size``). Never modified.
+        ``m``; reduce_scatter and alltoall ``P*m``, ``P = k * comm size``; alltoallv ``L``, at least
+        the largest row sum of ``counts``). Never modified.
     comm : mpi4py.MPI.Intracomm
         The ranks; ``P = k * comm.Get_size()`` devices in all.
     algorithm, op, root, dtype, **params
-        As for :func:`collectives.run`.
+        As for :func:`collectives.run`. alltoallv's ``counts`` is the whole P x P matrix, the same on
+        every rank (``RankMismatch`` naming ``counts`` otherwise).
 
     Returns
     -------
     numpy.ndarray or None
         Rows ``rank*k .. rank*k + k - 1`` of ``collectives.run(collective, full_data, ...)``, bit for
         bit: allreduce, broadcast (k, n); allgather (k, P*m); reduce_scatter (k, m); alltoall
-        (k, P*m). For ``reduce``, the root's (n,) result on the rank hosting the root and ``None``
-        on the others.
+        (k, P*m); alltoallv (k, max_j R_j). For ``reduce``, the root's (n,) result on the rank
+        hosting the root and ``None`` on the others.
 
     Raises
     ------
@@ -158,7 +161,7 @@ class Prepared:
 
     def result(self, buf: np.ndarray):
         s = self.schedule
-        out = extract_rows(self.spec, buf[:self.k], s.P, s.count, s.root, self.first)
+        out = self.spec.extract_for(s, buf[:self.k], self.first)
         if out is None:
             return None
         if self.spec.reduces and self.op == "avg":
@@ -176,16 +179,19 @@ def prepare(collective: str, local_data, comm, algorithm: str = "ring", op: str 
         registry.builder(collective, algorithm)
         check_op(op)
         data, name = api.check_data(local_data, dtype)
+        params = spec.check_call_params(params, data.shape[0] * comm.Get_size())  # alltoallv's counts
     except Exception as exc:  # noqa: BLE001 -- any local failure must reach the other ranks first
         error = exc
-    _agree(comm, error, data, name, _fingerprint(collective, algorithm, op, root, name, params))
+    _agree(comm, error, data, name, _fingerprint(collective, algorithm, op, root, name, params),
+           *_call_fingerprint(params))
 
     k, x = data.shape
     P = k * comm.Get_size()
     first = comm.Get_rank() * k
-    count = spec.count_from_shape((P, x), P)  # same shape everywhere: raises on every rank or none
+    # Same shape and call parameters everywhere: raises on every rank or none.
+    count, params = spec.resolve_call((P, x), P, params)
     schedule = _schedule(collective, algorithm, P, count, root, params)
-    buf = load_rows(spec, api.as_storage(data, name), P, count, root, first)
+    buf = spec.load_for(schedule, api.as_storage(data, name), first)
     hosted = hosted_endpoints(schedule, k, comm.Get_rank())
     if hosted:  # rows for the schedule's extra endpoints on this rank, empty at the start
         buf = np.concatenate([buf, np.zeros((hosted, buf.shape[1]), buf.dtype)])
@@ -363,19 +369,33 @@ _DTYPE_NAMES = list(dtypes.DTYPES)
 
 
 def _fingerprint(collective, algorithm, op, root, name, params) -> int:
-    # Only plain values: the repr of an object (a topology) holds an address that differs by rank.
-    plain = sorted((key, value if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__)
-                   for key, value in params.items())
-    return zlib.crc32(repr((collective, algorithm, op, root, name, plain)).encode())
+    # Only plain values: the repr of an object (a topology) holds an address that differs by rank;
+    # a value with a fingerprint() of its own (alltoallv's Counts) counts by it.
+    def plain(value):
+        if isinstance(value, (int, float, str, bool, type(None))):
+            return value
+        return value.fingerprint() if callable(getattr(value, "fingerprint", None)) else type(value).__name__
+    return zlib.crc32(repr((collective, algorithm, op, root, name,
+                            sorted((key, plain(value)) for key, value in params.items()))).encode())
 
 
-def _agree(comm, error, data, name, fingerprint) -> None:
-    """One Allgather of (failed, k, x, dtype, fingerprint, pid, host): raise on every rank if any rank
-    cannot go on; remember the peers' PIDs and hosts for the dead-peer check (:class:`_Watch`)."""
+def _call_fingerprint(params) -> tuple[int, str]:
+    """``(digest, names)`` of the parameter values that carry a fingerprint of their own (alltoallv's
+    counts): a digest of them (0 if none) and their names."""
+    own = sorted((key, value.fingerprint()) for key, value in params.items()
+                 if callable(getattr(value, "fingerprint", None)))
+    return (zlib.crc32(repr(own).encode()) if own else 0), ", ".join(key for key, _ in own)
+
+
+def _agree(comm, error, data, name, fingerprint, call_fingerprint=0, call_names="") -> None:
+    """One Allgather of (failed, k, x, dtype, fingerprint, pid, host, call fingerprint): raise on every
+    rank if any rank cannot go on; remember the peers' PIDs and hosts for the dead-peer check
+    (:class:`_Watch`)."""
     size = comm.Get_size()
     k, x = data.shape if error is None else (0, 0)
     code = _DTYPE_NAMES.index(name) if error is None else -1
-    mine = np.array([error is not None, k, x, code, fingerprint, os.getpid(), _host_id()], dtype=np.int64)
+    mine = np.array([error is not None, k, x, code, fingerprint, os.getpid(), _host_id(), call_fingerprint],
+                    dtype=np.int64)
     table = np.empty((size, mine.size), dtype=np.int64)
     comm.Allgather(mine, table)
     _Watch.remember(comm, table[:, 5].tolist(), table[:, 6].tolist())
@@ -393,6 +413,13 @@ def _agree(comm, error, data, name, fingerprint) -> None:
         shown = "; ".join(f"({kk}, {xx}) {_DTYPE_NAMES[cc]} on {_ranks(rs)}" for (kk, xx, cc), rs in groups.items())
         raise RankMismatch(f"local_data differs across ranks: {shown}; every rank needs the same "
                          f"(devices per rank, elements) shape and dtype")
+    if len(set(table[:, 7].tolist())) > 1:
+        groups = {}
+        for r, fp in enumerate(table[:, 7].tolist()):
+            groups.setdefault(fp, []).append(r)
+        shown = " vs ".join(_ranks(rs) for rs in groups.values())
+        what = call_names or "call parameters"
+        raise RankMismatch(f"{what} differ across ranks ({shown}); every rank must pass the same {what}")
     if len(set(table[:, 4].tolist())) > 1:
         raise RankMismatch("collective, algorithm, op, root, dtype or parameters differ across ranks; "
                          "every rank must pass the same arguments")
@@ -472,9 +499,9 @@ def _plan_step(schedule, step, owner, local_row, rank, tag):
     local = np.flatnonzero((srank == rank) & (drank == rank))
     if not (len(incoming) or len(outgoing) or len(local)):
         return None
-    soff_arr = schedule.chunk_off[step.src_chunk[keep]]
+    soff_arr = schedule.offsets(src, step.src_chunk[keep])
     soff = soff_arr.tolist()
-    doff_arr = schedule.chunk_off[step.dst_chunk[keep]]
+    doff_arr = schedule.offsets(dst, step.dst_chunk[keep])
     doff = doff_arr.tolist()
     ln_arr = ln[keep]
     n = ln_arr.tolist()
@@ -510,7 +537,7 @@ def _plan_step(schedule, step, owner, local_row, rank, tag):
     plan.ordered = []
     if plan.reduce and len(incoming):
         # Chunks that also receive from other ranks take every contribution in transfer order.
-        dkey = ldst_arr * len(schedule.chunk_off) + step.dst_chunk[keep]
+        dkey = ldst_arr * len(schedule.chunk_len) + step.dst_chunk[keep]
         shared = np.isin(dkey[local], dkey[incoming])
         source = {}
         for index, (_, _, _, _, _, parts) in enumerate(plan.recvs):

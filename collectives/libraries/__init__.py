@@ -44,8 +44,8 @@ __all__ = ["Choice", "Candidate", "LIBRARIES", "library", "device_model", "nativ
            "check_env", "check_version"]
 
 
-#: The collectives the vendor library models have tuners for.
-MODELLED_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "alltoall", "broadcast", "reduce")
+#: The collectives the vendor library models have tuners for (alltoallv through alltoall's: :func:`tuned_as`).
+MODELLED_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "alltoall", "alltoallv", "broadcast", "reduce")
 
 
 class Candidate(NamedTuple):
@@ -189,7 +189,7 @@ def native_library(topology) -> str:
 # -- what a tuner reads from the topology --------------------------------------------------------------
 
 # topologies.model.SCALE_OUT_KINDS (not imported: the topologies package loads numba; a test keeps them equal).
-SCALE_OUT_KINDS = ("ib", "roce")
+SCALE_OUT_KINDS = ("ib", "roce", "tcpx", "efa")
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,8 @@ def system(topology) -> System:
     kinds: dict = {}
     lanes: dict = {}
     bw: dict = {}
-    switch_reduce: dict = {}
+    via_switch = False
+    reducing = True
     mesh_peers = 0
     nic = None
     attach = None
@@ -266,17 +267,15 @@ def system(topology) -> System:
         kinds[k] = kinds.get(k, 0) + 1
         lanes[k] = lanes.get(k, 0) + int(e.get("lanes", 1))
         bw[k] = bw.get(k, 0.0) + float(e["bw_GBps"])
-        if kind_v == "switch":
-            switch_reduce.setdefault(k, []).append(bool(g.nodes[v].get("reduce")))
+        if kind_v == "switch" and k != "pcie":     # an imported NCCL topology's GPU also has a PCIe switch
+            via_switch = True
+            reducing = reducing and bool(g.nodes[v].get("reduce"))
         elif kind_v == "device":
             mesh_peers += 1
     if kinds:
         main = max(kinds, key=lambda k: (bw[k], k))
     else:
         main = "pcie"
-    # Only switches of the scale-up kind count (an imported NCCL topology's GPU also has a PCIe switch).
-    via_switch = main in switch_reduce
-    reducing = all(switch_reduce.get(main, [False]))
     if nic is None:
         nic, attach = _nearest_nic(g, dev0)
     nic_bw = nic_kind = None
@@ -315,6 +314,35 @@ def _nearest_nic(g, dev):
                     nxt.append(v)
         frontier = nxt
     return None, None
+
+
+def tuned_as(model, collective: str, nbytes, topology, version=None, env=None):
+    """``model``'s pick for a collective its tuner treats as another (the spec's ``tuned_as``:
+    alltoallv as alltoall, which HCCL's AlltoAllV, RCCL's AllToAllv and NCCL's grouped send/recv
+    share), or ``None`` for a collective tuned as itself.
+
+    The tuner sees the other collective at ``spec.tuned_nbytes`` (alltoallv: the mean bytes per
+    device, alltoall's S); the pick keeps the library's algorithm and protocol, and runs the
+    collective's ccemu algorithm of the same name (``best`` if it has none). The library's
+    CCL-buffer pieces are not kept: an uneven call is timed as one run.
+    """
+    from dataclasses import replace
+
+    from .. import registry
+
+    spec = registry.collective(collective)
+    if not spec.tuned_as or spec.tuned_as == collective:
+        return None
+    check_call(collective, nbytes)
+    size = spec.tuned_nbytes(int(nbytes), topology.num_devices)
+    c = model.choose(spec.tuned_as, size, topology, version=version, env=env)
+    same = c.ccemu_algorithm in registry.list_algorithms(collective)
+    notes = [*c.notes, f"tuned as {spec.tuned_as} of {size} bytes per device"
+             + ("" if same else f"; ccemu has no {collective} {c.ccemu_algorithm}: best stands in")
+             + ("; the CCL-buffer pieces are not modelled for it" if c.pieces else "")]
+    return replace(c, collective=collective, nbytes=int(nbytes), ccemu_algorithm=c.ccemu_algorithm if same else "best",
+                   ccemu_params=c.ccemu_params if same else {}, ccemu_protocol=c.ccemu_protocol if same else "auto",
+                   ccemu_exact=c.ccemu_exact and same, pieces=None, notes=notes)
 
 
 def check_call(collective: str, nbytes) -> str:

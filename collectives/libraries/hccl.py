@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 
-from . import MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, system
+from . import MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, system, tuned_as
 
 NAME = "hccl"
 # libraries.md header: hicann/hccl commit 09300b70 (docs) and hicann/hcomm (search index); no release number.
@@ -354,6 +354,9 @@ class HCCLModel:
         ({'level0': 'Mesh', 'level1': 'NHR'}, 'hierarchical', {'intra': 'direct', 'inter': 'halving_doubling'})
         """
         check_call(collective, nbytes)
+        tuned = tuned_as(self, collective, nbytes, topology, version, env)
+        if tuned is not None:
+            return tuned
         nbytes = int(nbytes)
         version = check_version(self, version)
         env = check_env(self, env)

@@ -70,7 +70,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, ring_channel_cap, system
+from . import (MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, ring_channel_cap, system,
+               tuned_as)
 from .. import registry
 from ..algorithms.pipeline import coprime_strides
 
@@ -827,6 +828,9 @@ class NCCLModel:
         'Ring'
         """
         check_call(collective, nbytes)
+        tuned = tuned_as(self, collective, nbytes, topology, version, env)
+        if tuned is not None:
+            return tuned
         nbytes = int(nbytes)
         version = check_version(self, version)
         env = check_env(self, env)

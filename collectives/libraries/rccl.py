@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from . import Choice, check_call, check_env, check_version, system
+from . import Choice, check_call, check_env, check_version, system, tuned_as
 from . import nccl
 from .nccl import LL, LL128, SIMPLE, Graph, NCCLModel, PROTOCOLS, nsteps
 
@@ -247,6 +247,9 @@ class RCCLModel(NCCLModel):
         ('Ring', 'Simple', 112, 1444.5, 'ring', {'channels': 14, 'orders': 'mesh'})
         """
         check_call(collective, nbytes)
+        tuned = tuned_as(self, collective, nbytes, topology, version, env)
+        if tuned is not None:
+            return tuned
         nbytes = int(nbytes)
         version = check_version(self, version)
         env = check_env(self, env)

@@ -3,7 +3,9 @@
 Every preset is a plain function in a vendor module (:mod:`.nvidia`, :mod:`.amd`, :mod:`.huawei`,
 :mod:`.others`) registered under its name; nothing is built until asked for. Every server preset
 takes ``nodes`` (servers, default 1: no scale-out fabric), ``fabric`` (``"rail"``, ``"fat-tree"``
-or ``"switch"``), ``oversubscription`` and ``leaf_ports``; some take more (``devices="die"``).
+or ``"switch"``), ``oversubscription``, ``leaf_ports`` and ``nic`` (the NICs of a multi-node system
+instead of the vendor's usual one: ``"roce:200"``, ``"tcpx:200:0.5"``, ``{"kind": "ib", "Gbps": 400,
+"per_device": 1}``; see :func:`topologies.presets._common.parse_nic`); some take more (``devices="die"``).
 The numbers come from ``docs/hardware.md`` (in the ccemu repository) and are cited next to each with
 the section they come from, or marked as estimates (listed in ``docs/hardware.md#estimates``).
 
@@ -64,26 +66,45 @@ def preset(name: str, **options) -> Topology:
     return info.build(**options)
 
 
-def load_topology(spec: str, nodes: int | None = None) -> Topology:
-    """A preset name, or a ``.json`` / ``.graphml`` / ``.xml`` (NCCL topology dump) file.
+def load_topology(spec: str, nodes: int | None = None, gpu: str | None = None, nic=None) -> Topology:
+    """A preset name, or a ``.json`` / ``.graphml`` / ``.xml`` (NCCL or RCCL topology dump or hint file) file.
 
-    ``nodes`` applies to presets only (files describe a fixed system).
+    ``nodes`` applies to presets and NCCL XML files (the file's server repeated, its NICs as the
+    scale-out links); JSON and GraphML files describe a fixed system. ``gpu`` names the GPU model that
+    completes the GPUs of an NCCL hint file (:mod:`topologies.nccl_xml`). ``nic`` (presets only) names
+    the NICs of a multi-node preset, as ``preset(name, nodes=N, nic=...)`` takes it.
 
     >>> load_topology("mi300x-8").num_devices
     8
+    >>> load_topology("atlas800t-a2", nodes=2, nic="roce:400").graph.graph["nic"]["Gbps"]
+    400.0
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"topology {spec!r}; expected a preset name or a file path")
     if spec in REGISTRY:
-        return preset(spec) if nodes is None else preset(spec, nodes=nodes)
+        if gpu is not None:
+            raise ValueError(f"gpu={gpu!r} applies to NCCL topology XML files; {spec!r} is a preset")
+        options = {} if nodes is None else {"nodes": nodes}
+        if nic is not None:
+            options["nic"] = nic
+        return preset(spec, **options)
     if os.path.isfile(spec):
+        if nic is not None:
+            raise ValueError(f"nic={nic!r} applies to presets; {spec!r} is a topology file, which brings its own "
+                             "NICs")
         ext = os.path.splitext(spec)[1].lower()
         if ext not in _FILE_LOADERS:
             raise ValueError(f"topology file {spec!r}: unknown extension {ext!r}; expected "
                              f"{', '.join(_FILE_LOADERS)}")
-        if nodes not in (None, 1):
-            raise ValueError(f"nodes={nodes!r} applies to presets only; file {spec!r} describes a fixed system")
         from .. import io
+        if ext == ".xml":
+            from ..nccl_xml import load_nccl_xml
+            return load_nccl_xml(spec, gpu=gpu, nodes=1 if nodes is None else nodes, _stacklevel=3)
+        if nodes not in (None, 1):
+            raise ValueError(f"nodes={nodes!r} applies to presets and NCCL XML files; file {spec!r} describes a "
+                             "fixed system")
+        if gpu is not None:
+            raise ValueError(f"gpu={gpu!r} applies to NCCL topology XML files; {spec!r} is a {ext} file")
         return getattr(io, _FILE_LOADERS[ext])(spec)
     raise ValueError(f"unknown topology {spec!r}: neither a preset nor an existing file; "
                      f"valid presets: {', '.join(presets())}")

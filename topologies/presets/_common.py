@@ -104,19 +104,112 @@ def check_choice(name, value, choices):
 
 @dataclass(frozen=True)
 class ScaleOut:
-    """The NIC of every device and how it reaches the device (one NIC per device)."""
+    """The NICs of every device and how they reach the device.
 
-    nic_bw_GBps: float          # NIC line rate, per direction
-    nic_link: str               # link kind of the fabric ("ib", "roce")
+    ``per_device`` NICs of ``nic_bw_GBps`` each: an integer ``k >= 1`` gives every device ``k`` NICs of
+    its own (each with its own attach link and fabric port, so one can fail and the others carry the
+    traffic); a fraction ``1/m`` (``0.5``, ``0.25``) is one NIC shared by ``m`` devices, modelled as each
+    device owning ``1/m`` of it: its share when all of them send, as every device does in a collective
+    (an idle neighbour's share is not lent; a shared NIC node would give the devices a path to each
+    other through it, which no library takes). See :func:`parse_nic`.
+    """
+
+    nic_bw_GBps: float          # one NIC's line rate, per direction
+    nic_link: str               # link kind of the fabric (topologies.model.NIC_KINDS)
     attach_bw_GBps: float       # device-to-NIC PCIe link, per direction
     nic_lat_us: float = NIC_HOP_LAT_US
     attach_lat_us: float = PCIE_LAT_US
+    per_device: float = 1.0
+
+    @property
+    def nics_per_device(self) -> int:
+        """NIC nodes built per device (1 for a shared NIC)."""
+        return int(round(self.per_device)) if self.per_device >= 1 else 1
+
+    @property
+    def port_GBps(self) -> float:
+        """Line rate of one device's NIC node towards the fabric (its share of a shared NIC)."""
+        return self.nic_bw_GBps * min(self.per_device, 1.0)
+
+    @property
+    def device_GBps(self) -> float:
+        """A device's scale-out line rate: all its NICs, or its share of a shared one."""
+        return self.nic_bw_GBps * self.per_device
+
+    def describe(self) -> dict:
+        """The NIC as ``ccemu topo show`` lists it (``graph["nic"]`` of a built preset)."""
+        return {"kind": self.nic_link, "Gbps": round(self.nic_bw_GBps * 8, 6), "per_device": self.per_device,
+                "GBps_per_device": self.device_GBps, "attach_GBps": self.attach_bw_GBps}
+
+
+_NIC_FORM = ("KIND:GBPS[:PER_DEVICE] with KIND one of {kinds}, e.g. 'roce:200', 'tcpx:200:0.5' or 'efa:100:4' "
+             "(or a dict {{'kind': ..., 'Gbps': ..., 'per_device': ...}}); PER_DEVICE is NICs per device, an "
+             "integer >= 1 or a fraction 1/m for one NIC shared by m devices")
+MAX_NICS_PER_DEVICE = 64
+MAX_NIC_Gbps = 100_000.0
+
+
+def parse_nic(nic, default: ScaleOut) -> ScaleOut:
+    """``default`` with the NIC ``nic`` names: ``None`` (the preset's own), ``"KIND:GBPS[:PER_DEVICE]"``
+    or ``{"kind", "Gbps", "per_device"}`` (keys left out keep the preset's). The attach link and the
+    hop latency stay the preset's.
+
+    >>> d = ScaleOut(50.0, "ib", 64.0)
+    >>> parse_nic("roce:200", d).nic_bw_GBps, parse_nic("tcpx:200:0.5", d).device_GBps
+    (25.0, 12.5)
+    >>> parse_nic({"kind": "efa", "Gbps": 100, "per_device": 4}, d).nics_per_device
+    4
+    >>> parse_nic("roce200", d)
+    Traceback (most recent call last):
+    ...
+    ValueError: nic='roce200': expected KIND:GBPS[:PER_DEVICE] with KIND one of ib, roce, tcpx, efa, ...
+    """
+    from ..model import NIC_KINDS
+
+    if nic is None:
+        return default
+    form = _NIC_FORM.format(kinds=", ".join(NIC_KINDS))
+    if isinstance(nic, str):
+        parts = nic.strip().split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"nic={nic!r}: expected {form}")
+        fields = dict(zip(("kind", "Gbps", "per_device"), parts))
+        for key in ("Gbps", "per_device"):
+            if key in fields:
+                try:
+                    fields[key] = float(fields[key])
+                except ValueError:
+                    raise ValueError(f"nic={nic!r}: {key} {fields[key]!r} is not a number; expected {form}") from None
+    elif isinstance(nic, dict):
+        unknown = sorted(set(nic) - {"kind", "Gbps", "per_device"})
+        if unknown:
+            raise ValueError(f"nic={nic!r}: unknown key {unknown[0]!r}; expected {form}")
+        fields = dict(nic)
+    else:
+        raise ValueError(f"nic={nic!r}: expected {form}")
+    kind = fields.get("kind", default.nic_link)
+    if kind not in NIC_KINDS:
+        raise ValueError(f"nic={nic!r}: unknown NIC kind {kind!r}; expected {form}")
+    gbps = fields.get("Gbps", default.nic_bw_GBps * 8)
+    if (isinstance(gbps, bool) or not isinstance(gbps, (int, float)) or not math.isfinite(gbps)
+            or not 0 < gbps <= MAX_NIC_Gbps):
+        raise ValueError(f"nic={nic!r}: Gbps={gbps!r}; expected a line rate in Gb/s, 0 < Gbps <= {MAX_NIC_Gbps:g}")
+    per = fields.get("per_device", default.per_device)
+    if isinstance(per, bool) or not isinstance(per, (int, float)) or not math.isfinite(per) or per <= 0:
+        raise ValueError(f"nic={nic!r}: per_device={per!r}; expected {form}")
+    whole = per >= 1 and abs(per - round(per)) < 1e-9 and round(per) <= MAX_NICS_PER_DEVICE
+    shared = per < 1 and abs(1 / per - round(1 / per)) < 1e-6
+    if not (whole or shared):
+        raise ValueError(f"nic={nic!r}: per_device={per!r}; expected an integer 1..{MAX_NICS_PER_DEVICE} or a "
+                         f"fraction 1/m (0.5, 0.25, ...)")
+    per = float(round(per)) if whole else 1.0 / round(1 / per)
+    return ScaleOut(float(gbps) / 8.0, kind, default.attach_bw_GBps, default.nic_lat_us, default.attach_lat_us, per)
 
 
 def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph, int, int], list],
                  scaleout: ScaleOut, *, fabric: str = "rail", oversubscription: float = 1.0,
                  leaf_ports: int = 32, description: str = "", sources=(), model: dict | None = None,
-                 prefix: Callable[[int], str] = lambda s: f"n{s}.", variant: str = "") -> Topology:
+                 prefix: Callable[[int], str] = lambda s: f"n{s}.", variant: str = "", nic=None) -> Topology:
     """Repeat one server ``nodes`` times and join the servers by a NIC fabric.
 
     Parameters
@@ -126,7 +219,10 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
         ``first_index``, its switches, CPUs and intra-node links) and returns its device node ids in
         local-rank order.
     scaleout : ScaleOut
-        The per-device NIC. With ``nodes == 1`` no NIC and no fabric is built.
+        The per-device NIC (the preset's default). With ``nodes == 1`` no NIC and no fabric is built.
+    nic : str or dict, optional
+        The NIC instead of the preset's, as :func:`parse_nic` reads it (``"roce:200"``,
+        ``{"kind": "ib", "Gbps": 400, "per_device": 1}``); recorded in ``graph["nic"]``.
     fabric, oversubscription, leaf_ports
         Passed to :func:`topologies.builders.add_fabric`; ``"rail"`` puts the NICs of local rank ``j``
         of every server on leaf ``j``.
@@ -136,6 +232,8 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
     """
     check_nodes(nodes)
     check_scaleout(fabric, oversubscription, leaf_ports)
+    scaleout = parse_nic(nic, scaleout)
+    k = scaleout.nics_per_device
     base = preset_name + (f"-{variant}" if variant else "")
     name = base + (f"-x{nodes}" if nodes > 1 else "")
     g = nx.DiGraph(name=name)
@@ -145,19 +243,25 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
         devs = build_node(g, s, first)
         if s == 0:  # one server built: refuse a system too large before building the others
             check_size(base, nodes, len(devs), g.number_of_nodes(), g.number_of_edges(), fabric=fabric,
-                       oversubscription=oversubscription, leaf_ports=leaf_ports)
+                       oversubscription=oversubscription, leaf_ports=leaf_ports, nics_per_device=k)
         first += len(devs)
         if nodes == 1:
             continue
         for j, dev in enumerate(devs):
-            nic = f"{prefix(s)}nic{j}"
-            g.add_node(nic, kind="nic", node=s)
-            add_link(g, dev, nic, bw_GBps=scaleout.attach_bw_GBps, lat_us=scaleout.attach_lat_us, link="pcie")
-            nics.append((s, j, nic))
+            for i in range(k):  # NIC i of local rank j is on rail j * k + i
+                nic_node = f"{prefix(s)}nic{j}" if k == 1 else f"{prefix(s)}nic{j}.{i}"
+                g.add_node(nic_node, kind="nic", node=s)
+                add_link(g, dev, nic_node, bw_GBps=scaleout.attach_bw_GBps, lat_us=scaleout.attach_lat_us,
+                         link="pcie")
+                nics.append((s, j * k + i, nic_node))
     if nodes > 1:
-        add_fabric(g, nics, fabric=fabric, bw_GBps=scaleout.nic_bw_GBps, lat_us=scaleout.nic_lat_us,
+        add_fabric(g, nics, fabric=fabric, bw_GBps=scaleout.port_GBps, lat_us=scaleout.nic_lat_us,
                    link=scaleout.nic_link, leaf_ports=leaf_ports, oversubscription=float(oversubscription))
-    g.graph.update(preset=preset_name, nodes=nodes, description=description, sources=list(sources))
+    if nic is not None:
+        description += (f"; NIC set to {scaleout.nic_link} {scaleout.nic_bw_GBps * 8:g} Gb/s "
+                        f"x{scaleout.per_device:g} per device")
+    g.graph.update(preset=preset_name, nodes=nodes, description=description, sources=list(sources),
+                   nic=scaleout.describe())
     if nodes > 1:
         g.graph["fabric"] = fabric
     if model:
@@ -166,7 +270,7 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
 
 
 def estimate_elements(nodes, devices_per_node, nodes_per_server, edges_per_server, *, fabric="rail",
-                      oversubscription=1.0, leaf_ports=32) -> int:
+                      oversubscription=1.0, leaf_ports=32, nics_per_device=1) -> int:
     """Graph nodes plus directed edges of a system of ``nodes`` servers, as :func:`build_system` and
     :func:`topologies.builders.add_fabric` build it, from the counts of one server.
 
@@ -176,6 +280,7 @@ def estimate_elements(nodes, devices_per_node, nodes_per_server, edges_per_serve
     total = nodes * (nodes_per_server + edges_per_server)
     if nodes == 1:
         return total
+    devices_per_node = devices_per_node * nics_per_device     # one rail per NIC of a server
     nics = nodes * devices_per_node
     total += nics + 2 * nics                              # the NICs and their PCIe links
     if fabric == "switch":

@@ -18,7 +18,8 @@ XGMI_LAT_US = 0.6
 NIC_400G_GBps = 50.0
 
 
-def _mi300_mesh(preset_name, *, mem_bw_GBps, description, sources, nodes, fabric, oversubscription, leaf_ports):
+def _mi300_mesh(preset_name, *, mem_bw_GBps, description, sources, nodes, fabric, oversubscription, leaf_ports,
+                nic=None):
     def build_node(g, s, first):
         devs = [add_device(g, f"n{s}.gpu{j}", first + j, server=s, mem_bw_GBps=mem_bw_GBps) for j in range(8)]
         # docs/hardware.md#mi300x: full mesh, 7 xGMI links per GPU, one to each peer, no switch.
@@ -29,13 +30,13 @@ def _mi300_mesh(preset_name, *, mem_bw_GBps, description, sources, nodes, fabric
     return build_system(preset_name, nodes, build_node,
                         # docs/hardware.md#mi300x: PCIe Gen5 x16 to the host
                         ScaleOut(NIC_400G_GBps, "ib", PCIE_GEN5_X16_GBps),
-                        fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                        fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                         description=description,
                         sources=["docs/hardware.md#mi300x: MI300X 8-GPU platform"] + list(sources))
 
 
 @register("mi300x-8", "MI300X 8-GPU: full xGMI mesh, 7 links x 64 GB/s uni per GPU, no switch", "amd")
-def mi300x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def mi300x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """AMD Instinct MI300X platform (OAM, 8 GPUs).
 
     >>> mi300x_8().peak_bw_GBps()
@@ -45,11 +46,11 @@ def mi300x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                        mem_bw_GBps=5300.0,        # docs/hardware.md#mi300x: HBM3 192 GB, 5.3 TB/s
                        description="8x MI300X; xGMI full mesh; 400G NIC per GPU (estimate)",
                        sources=["estimate: 400G NIC per GPU, xGMI hop latency"],
-                       nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                       nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
 
 
 @register("mi308x-8", "MI308X 8-GPU: assumed the MI300X xGMI mesh (no public link spec)", "amd")
-def mi308x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def mi308x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """AMD Instinct MI308X platform.
 
     Assumption (docs/hardware.md#mi308x): no public link spec; a 16-GPU allreduce measured consistent with
@@ -60,7 +61,7 @@ def mi308x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                        description="8x MI308X; assumed MI300X xGMI full mesh; 400G NIC per GPU (estimate)",
                        sources=["docs/hardware.md#mi308x: MI308X (modelled as the MI300X mesh)",
                                 "assumption: link rates and HBM bandwidth as MI300X"],
-                       nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                       nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
 
 
 # docs/hardware.md#mi250x: 2 GCDs per package joined by 4 links (200 GB/s uni), 1-2 links of 50 GB/s uni
@@ -75,7 +76,7 @@ XGMI_MI250_LINK_GBps = 50.0   # docs/hardware.md#mi250x: 200 GB/s uni over 4 lin
 
 @register("mi250x-8", "MI250X 4 packages = 8 GCDs: quad links in a package, 1-2 links of 50 GB/s between "
           "(partial mesh)", "amd")
-def mi250x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def mi250x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """AMD Instinct MI250X node (4 OAM packages, 8 GCDs seen as 8 GPUs).
 
     GCDs relay traffic (``forward=True``) because Infinity Fabric routes between GCDs that share no
@@ -100,7 +101,7 @@ def mi250x_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
     return build_system("mi250x-8", nodes, build_node,
                         # estimate: one 200G NIC per GCD (Slingshot-class Ethernet), PCIe Gen4 host link
                         ScaleOut(25.0, "roce", PCIE_GEN4_X16_GBps), fabric=fabric,
-                        oversubscription=oversubscription, leaf_ports=leaf_ports,
+                        oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                         description="4x MI250X = 8 GCDs; non-uniform xGMI partial mesh; 200G NIC per GCD (estimate)",
                         sources=["docs/hardware.md#mi250x: MI250X",
                                  "estimate: which GCD pairs get dual/single links; NIC; HBM from ROCm mi250.md"])

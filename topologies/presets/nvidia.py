@@ -41,7 +41,7 @@ _SOURCES_NVLINK = ["docs/hardware.md#nvidia-nvlink: NVLink table",
 
 
 def _hgx(preset_name, *, gpus, lanes_per_switch, link_GBps, reduce, mem_bw_GBps, nic_GBps, pcie_GBps,
-         nodes, fabric, oversubscription, leaf_ports, description, sources):
+         nodes, fabric, oversubscription, leaf_ports, description, sources, nic=None):
     """``gpus`` GPUs on ``len(lanes_per_switch)`` NVSwitch chips, repeated over ``nodes`` servers."""
 
     def build_node(g, s, first):
@@ -56,13 +56,13 @@ def _hgx(preset_name, *, gpus, lanes_per_switch, link_GBps, reduce, mem_bw_GBps,
         return devs
 
     return build_system(preset_name, nodes, build_node, ScaleOut(nic_GBps, "ib", pcie_GBps), fabric=fabric,
-                        oversubscription=oversubscription, leaf_ports=leaf_ports, description=description,
+                        oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic, description=description,
                         sources=_SOURCES_NVLINK + list(sources))
 
 
 @register("dgx-a100", "DGX A100: 8 A100 SXM4, 12 NVLink3 each, 2 to each of 6 NVSwitch gen2 (300 GB/s uni)",
           "nvidia")
-def dgx_a100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def dgx_a100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """DGX/HGX A100 8-GPU.
 
     >>> dgx_a100().peak_bw_GBps()
@@ -77,13 +77,13 @@ def dgx_a100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                 # docs/hardware.md#networks: HDR 200 Gb/s; one per GPU assumed (DGX A100 layout)
                 nic_GBps=HDR_GBps,
                 pcie_GBps=PCIE_GEN4_X16_GBps,     # A100 is PCIe Gen4 (see _common)
-                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                 description="8x A100 SXM4; 6 NVSwitch gen2; 200G HDR NIC per GPU",
                 sources=["estimate: HBM 2039 GB/s from the A100 80 GB data sheet"])
 
 
 @register("hgx-a800", "HGX A800: 8 A800 SXM, 8 NVLink3 each (200 GB/s uni), NVSwitch gen2", "nvidia")
-def hgx_a800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def hgx_a800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """HGX A800 8-GPU (export-limited A100: 8 of 12 NVLinks).
 
     >>> hgx_a800().peak_bw_GBps()
@@ -101,7 +101,7 @@ def hgx_a800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                 mem_bw_GBps=2039.0,               # estimate (docs/hardware.md#estimates): as A100 80 GB
                 nic_GBps=HDR_GBps,                # estimate (docs/hardware.md#estimates): as DGX A100, 200G HDR
                 pcie_GBps=PCIE_GEN4_X16_GBps,
-                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                 description="8x A800 SXM; 8 NVLink3 per GPU on NVSwitch gen2; 200G HDR NIC per GPU",
                 sources=["assumption: A800 links as 2 per chip on 4 of the 6 NVSwitch chips",
                          "estimate: HBM and NIC as DGX A100"])
@@ -111,7 +111,7 @@ NVSWITCH_CHOICES = ("chip", "plane")
 
 
 def _hopper(preset_name, *, lanes, mem_bw_GBps, description, sources, nodes, fabric, oversubscription,
-            leaf_ports, nvswitch="chip"):
+            leaf_ports, nvswitch="chip", nic=None):
     check_choice("nvswitch", nvswitch, NVSWITCH_CHOICES)
     if nvswitch == "plane":
         # One switch node per NVLink plane: same line rate, and with weighted ECMP the same routes and times
@@ -123,7 +123,7 @@ def _hopper(preset_name, *, lanes, mem_bw_GBps, description, sources, nodes, fab
                 mem_bw_GBps=mem_bw_GBps,
                 nic_GBps=NDR_GBps,                # docs/hardware.md#networks: one 400G NIC per GPU (HGX H100)
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # Hopper is PCIe Gen5
-                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                 description=description, sources=sources)
 
 
@@ -134,7 +134,7 @@ _H100_LANES = [5, 5, 4, 4]
 
 @register("dgx-h100", "DGX H100: 8 H100 SXM, 18 NVLink4 split 5/5/4/4 over 4 NVSwitch gen3 (450 GB/s uni), NVLS",
           "nvidia")
-def dgx_h100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nvswitch="chip"):
+def dgx_h100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None, nvswitch="chip"):
     """DGX/HGX H100 8-GPU.
 
     >>> dgx_h100().peak_bw_GBps()
@@ -144,23 +144,23 @@ def dgx_h100(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nvswit
                    mem_bw_GBps=3350.0,            # estimate (docs/hardware.md#estimates): H100 SXM data-sheet HBM3
                    description="8x H100 SXM; 4 NVSwitch gen3 with NVLS; 400G NDR NIC per GPU",
                    sources=["estimate: HBM 3350 GB/s from the H100 SXM data sheet"],
-                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                    nvswitch=nvswitch)
 
 
 @register("hgx-h200", "HGX H200: as H100 (18 NVLink4, 5/5/4/4 over 4 NVSwitch gen3), NVLS", "nvidia")
-def hgx_h200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nvswitch="chip"):
+def hgx_h200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None, nvswitch="chip"):
     """HGX H200 8-GPU: H100's NVLink fabric, more and faster HBM."""
     return _hopper("hgx-h200", lanes=_H100_LANES,   # docs/hardware.md#nvidia-nvlink: H100 / H200 SXM row
                    mem_bw_GBps=4800.0,            # estimate (docs/hardware.md#estimates): H200 data-sheet HBM3e
                    description="8x H200 SXM; 4 NVSwitch gen3 with NVLS; 400G NDR NIC per GPU",
                    sources=["estimate: HBM 4800 GB/s from the H200 data sheet"],
-                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                    nvswitch=nvswitch)
 
 
 @register("hgx-h800", "HGX H800: 8 H800 SXM, 8 NVLink4 each (200 GB/s uni), NVSwitch gen3, NVLS", "nvidia")
-def hgx_h800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def hgx_h800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """HGX H800 8-GPU (export-limited H100: 8 NVLinks).
 
     >>> hgx_h800().peak_bw_GBps()
@@ -172,12 +172,12 @@ def hgx_h800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                    mem_bw_GBps=3350.0,            # estimate (docs/hardware.md#estimates): as H100 SXM
                    description="8x H800 SXM; 8 NVLink4 per GPU on 4 NVSwitch gen3 with NVLS; 400G NIC per GPU",
                    sources=["assumption: H800 links 2 per NVSwitch chip", "estimate: HBM and NIC as H100"],
-                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
 
 
 @register("hgx-h20", "HGX H20: 8 H20, 18 NVLink4 (450 GB/s uni) over 4 NVSwitch gen3, NVLS, 4.0 TB/s HBM3",
           "nvidia")
-def hgx_h20(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nvswitch="chip"):
+def hgx_h20(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None, nvswitch="chip"):
     """HGX H20 8-GPU: H100's NVLink fabric, far less compute.
 
     >>> hgx_h20().peak_bw_GBps()
@@ -187,13 +187,13 @@ def hgx_h20(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nvswitc
                    mem_bw_GBps=4000.0,            # docs/hardware.md#nvidia-nvlink: H20 96 GB HBM3 4.0 TB/s
                    description="8x H20; 4 NVSwitch gen3 with NVLS; 400G NDR NIC per GPU",
                    sources=["estimate: NIC as HGX H100"],
-                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                   nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                    nvswitch=nvswitch)
 
 
 @register("hgx-b200", "HGX B200: 8 B200, 18 NVLink5 (900 GB/s uni) over 2 NVLink Switch gen4 chips, NVLS",
           "nvidia")
-def hgx_b200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def hgx_b200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """HGX B200 8-GPU.
 
     >>> hgx_b200().peak_bw_GBps()
@@ -209,14 +209,14 @@ def hgx_b200(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                 mem_bw_GBps=8000.0,               # estimate (docs/hardware.md#estimates): B200 data-sheet HBM3e
                 nic_GBps=NDR_GBps,                # estimate: one 400G NIC per GPU as on HGX H100
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # estimate: Gen5 host link
-                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                 description="8x B200; 2 NVLink Switch gen4 chips with NVLS; 400G NIC per GPU",
                 sources=["estimate: 2 switch chips (port arithmetic), HBM 8000 GB/s, NIC 400G"])
 
 
 @register("gb200-nvl72", "GB200 NVL72: 72 B200 in one NVLink5 domain, 18 switch chips, 1 link from each GPU to each",
           "nvidia")
-def gb200_nvl72(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def gb200_nvl72(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """GB200 NVL72 rack; ``nodes`` counts racks.
 
     >>> t = gb200_nvl72()
@@ -230,6 +230,6 @@ def gb200_nvl72(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                 mem_bw_GBps=8000.0,               # estimate (docs/hardware.md#estimates): B200-class HBM3e
                 nic_GBps=NDR_GBps,                # estimate: one 400G NIC per GPU
                 pcie_GBps=PCIE_GEN5_X16_GBps,     # estimate
-                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports,
+                nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic,
                 description="72x B200 (Grace-Blackwell) in one NVLink domain of 18 switch chips; 400G NIC per GPU",
                 sources=["estimate: HBM 8000 GB/s, NIC 400G per GPU"])

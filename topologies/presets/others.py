@@ -25,7 +25,7 @@ _LINK_MODEL = {"efficiency": 0.82, "msg_us": 1.0}
 
 
 def _mesh8(preset_name, *, per_card_uni_GBps, link, mem_bw_GBps, nic_GBps, pcie_GBps, description, sources,
-           nodes, fabric, oversubscription, leaf_ports):
+           nodes, fabric, oversubscription, leaf_ports, nic=None):
     per_link = per_card_uni_GBps / 7.0
 
     def build_node(g, s, first):
@@ -35,13 +35,13 @@ def _mesh8(preset_name, *, per_card_uni_GBps, link, mem_bw_GBps, nic_GBps, pcie_
         return devs
 
     return build_system(preset_name, nodes, build_node, ScaleOut(nic_GBps, "roce", pcie_GBps), fabric=fabric,
-                        oversubscription=oversubscription, leaf_ports=leaf_ports, description=description,
+                        oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic, description=description,
                         sources=["docs/hardware.md#other-accelerators: link figures per card"] + list(sources),
                         model={link: _LINK_MODEL})
 
 
 @register("mlu370-x8", "Cambricon MLU370-X8 x8 (estimate): MLU-Link 100 GB/s uni per card, as a full mesh", "others")
-def mlu370_x8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def mlu370_x8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """8 Cambricon MLU370-X8 cards.
 
     >>> round(mlu370_x8().peak_bw_GBps(), 6)
@@ -55,12 +55,12 @@ def mlu370_x8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                   pcie_GBps=PCIE_GEN4_X16_GBps,
                   description="8x MLU370-X8 (estimate: full mesh of MLU-Link, 200 GB/s bidir per card)",
                   sources=["estimate: wiring as full mesh, HBM/LPDDR bandwidth, 200G NIC"],
-                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
 
 
 @register("mccx-d800", "Moore Threads MCCX D800 (estimate): 8 MTT S4000, MTLink 240 GB/s per card, as a full mesh",
           "others")
-def mccx_d800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def mccx_d800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """MCCX D800 server, 8 MTT S4000.
 
     >>> round(mccx_d800().peak_bw_GBps(), 6)
@@ -76,12 +76,12 @@ def mccx_d800(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                   pcie_GBps=PCIE_GEN5_X16_GBps,
                   description="8x MTT S4000 (estimate: full mesh of MTLink, 240 GB/s bidir per card)",
                   sources=["estimate: MTLink 240 GB/s read as bidir; wiring as full mesh; memory; NIC"],
-                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
 
 
 @register("br100-8", "Biren BR100 x8 (estimate): 8 BLink ports, 2.3 TB/s total per chip, 8 chips directly connected",
           "others")
-def br100_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
+def br100_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32, nic=None):
     """8 Biren BR100 in a direct full mesh.
 
     docs/hardware.md#other-accelerators: 8 BLink ports, 2.3 TB/s total, up to 8 chips directly connected.
@@ -100,4 +100,4 @@ def br100_8(nodes=1, fabric="rail", oversubscription=1.0, leaf_ports=32):
                   pcie_GBps=PCIE_GEN5_X16_GBps,
                   description="8x BR100 (estimate: full mesh of BLink, 7 of 8 ports at 143.75 GB/s uni)",
                   sources=["estimate: 2.3 TB/s read as bidir over 8 ports; memory; NIC"],
-                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports)
+                  nodes=nodes, fabric=fabric, oversubscription=oversubscription, leaf_ports=leaf_ports, nic=nic)
