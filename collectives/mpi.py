@@ -469,30 +469,35 @@ def _compatible(send: _Message | None, recv: _Message | None) -> bool:
     return send is not None and recv is not None and send.dtype == recv.dtype and send.count == recv.count
 
 
-def _message(spec, blocks: int, writable: bool = False) -> _Message | None:
-    """Parse an mpi4py buffer specification as mpi4py does; ``None`` if the executor cannot take it.
-
-    ``blocks`` is the number of per-process blocks the buffer holds (the communicator size for the
-    block collectives, 0 for a plain buffer); an explicit count is per block, as in MPI.
-    """
-    buf, count, displ, datatype = spec, None, 0, None
+def _parse_spec(spec, pairs):
+    """``(buf, count, displ, datatype)`` of an mpi4py buffer specification, as mpi4py reads it:
+    ``buf``, ``[buf, type]``, ``[buf, count]``, ``[buf, (count, displ)]``, ``[buf, count, type]``,
+    ``[buf, (count, displ), type]``, ``[buf, count, displ, type]``; ``pairs`` are the types a
+    ``(count, displ)`` pair may have. ``None`` for a form mpi4py does not have."""
+    buf, count, displ, datatype = spec, None, None, None
     if isinstance(spec, (list, tuple)):
         if len(spec) == 2:
             buf, second = spec
             if isinstance(second, (MPI.Datatype, str)):
                 datatype = second
-            elif isinstance(second, (list, tuple)):
+            elif isinstance(second, pairs):
                 count, displ = second
             else:
                 count = second
         elif len(spec) == 3:
             buf, count, datatype = spec
-            if isinstance(count, (list, tuple)):
+            if isinstance(count, pairs):
                 count, displ = count
         elif len(spec) == 4:
             buf, count, displ, datatype = spec
         else:
             return None
+    return buf, count, displ, datatype
+
+
+def _typed_flat(buf, datatype, writable):
+    """``(flat array, dtype name)`` of a buffer viewed as ``datatype``, or ``None`` if the executor
+    cannot take it."""
     flat = _flat(buf, writable)
     if flat is None:
         return None
@@ -502,9 +507,26 @@ def _message(spec, blocks: int, writable: bool = False) -> _Message | None:
             return None
         flat = flat.view(np.uint8).view(np_dtype)
     try:
-        name = dtypes.canonical(flat.dtype)
+        return flat, dtypes.canonical(flat.dtype)
     except ValueError:
         return None
+
+
+def _message(spec, blocks: int, writable: bool = False) -> _Message | None:
+    """Parse an mpi4py buffer specification as mpi4py does; ``None`` if the executor cannot take it.
+
+    ``blocks`` is the number of per-process blocks the buffer holds (the communicator size for the
+    block collectives, 0 for a plain buffer); an explicit count is per block, as in MPI.
+    """
+    parsed = _parse_spec(spec, (list, tuple))
+    if parsed is None:
+        return None
+    buf, count, displ, datatype = parsed
+    displ = 0 if displ is None else displ
+    typed = _typed_flat(buf, datatype, writable)
+    if typed is None:
+        return None
+    flat, name = typed
     per_call = max(blocks, 1)
     available = flat.size - int(displ)
     if count is None:
@@ -538,36 +560,14 @@ def _vmessage(spec, blocks: int, what: str, writable: bool = False) -> _VMessage
     integer count is every block's, an integer displacement a stride, none packs the blocks.
     ``None`` if the executor cannot take the buffer; ``ValueError``/``TypeError`` for a bad count or
     displacement (``what`` is ``"send"`` or ``"recv"``, for the message)."""
-    buf, counts, displs, datatype = spec, None, None, None
-    if isinstance(spec, (list, tuple)):
-        if len(spec) == 2:
-            buf, second = spec
-            if isinstance(second, (MPI.Datatype, str)):
-                datatype = second
-            elif isinstance(second, tuple):
-                counts, displs = second
-            else:
-                counts = second
-        elif len(spec) == 3:
-            buf, counts, datatype = spec
-            if isinstance(counts, tuple):
-                counts, displs = counts
-        elif len(spec) == 4:
-            buf, counts, displs, datatype = spec
-        else:
-            return None
-    flat = _flat(buf, writable)
-    if flat is None:
+    parsed = _parse_spec(spec, tuple)
+    if parsed is None:
         return None
-    if datatype is not None:
-        np_dtype = _executor.numpy_dtype(datatype)
-        if np_dtype is None or flat.nbytes % np_dtype.itemsize:
-            return None
-        flat = flat.view(np.uint8).view(np_dtype)
-    try:
-        name = dtypes.canonical(flat.dtype)
-    except ValueError:
+    buf, counts, displs, datatype = parsed
+    typed = _typed_flat(buf, datatype, writable)
+    if typed is None:
         return None
+    flat, name = typed
     n = flat.size
     if counts is None:
         counts = np.full(blocks, n // blocks, np.int64) + (np.arange(blocks) < n % blocks)

@@ -200,6 +200,15 @@ def _library_choice(collective, nbytes, topology, library, version, env):
         name = libraries.native_library(topology)
         if collective not in (libraries.library(name).collectives or (collective,)):
             name = "ideal"     # the vendor's model has no tuner for it: ccemu's search stands in
+        elif name != "ideal" and version is None and env is None:
+            # Asked for by default, not by name: a system the vendor's model does not cover (RCCL's
+            # model knows the 8-GPU xGMI mesh only) runs as ideal, and the choice says why.
+            try:
+                return libraries.library(name).choose(collective, nbytes, topology)
+            except ValueError as e:
+                choice = libraries.library("ideal").choose(collective, nbytes, topology)
+                choice.notes.append(f"{name} cannot model {topology.name}: {e}; ideal stands in")
+                return choice
     return libraries.library(name).choose(collective, nbytes, topology, version=version, env=env)
 
 

@@ -68,3 +68,15 @@ def test_the_tuners_scale_out_kinds_are_the_models():
     from collectives import libraries
     from topologies import model
     assert libraries.SCALE_OUT_KINDS == model.SCALE_OUT_KINDS
+
+
+def test_default_library_falls_back_to_ideal_where_the_vendor_model_cannot_model_the_system():
+    # RCCL's model knows the 8-GPU xGMI mesh only: 2 of mi308x-8's GPUs run as ideal by default, and
+    # the choice says why; asked for by name, the RCCL model still refuses in one line.
+    from topologies import preset
+    from topologies.whatif import take_devices
+    sub = take_devices(preset("mi308x-8"), 2)
+    r = simulate("allreduce", 1 << 20, sub)
+    assert r.library_choice.library == "ideal" and "rccl cannot model" in r.library_choice.notes[-1]
+    with pytest.raises(ValueError, match="rome_model_79"):
+        simulate("allreduce", 1 << 20, sub, library="rccl")
