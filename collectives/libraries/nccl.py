@@ -43,9 +43,9 @@ Mapping to ccemu (``Choice.ccemu_*``):
 NCCL               ccemu                                       exact?
 =================  ==========================================  =======================================
 Ring               ``ring`` (channels = min(call channels,     approximate: ccemu's channels are rings
-                   ccemu's link-disjoint rings))               on index strides, not NCCL's CTAs; across
-                                                               servers they cross on <= 2 NICs where
-                                                               NCCL's rings use every rail
+                   ccemu's link-disjoint rings); on one        on index strides, not NCCL's CTAs; across
+                   full-mesh server its mesh rings, which      servers they cross on <= 2 NICs where
+                   use every link)                             NCCL's rings use every rail
 Tree               ``tree``                                    approximate: ccemu's is a double binary
                                                                tree over all ranks; NCCL's is a chain in
                                                                each server and a double binary tree
