@@ -10,7 +10,7 @@ import json
 from collectives import calibration
 from .errors import check_int, check_output_paths, write_atomic
 
-# Nelder-Mead iterations of ccemu fit: the default 300 takes seconds.
+# Nelder-Mead iterations of ccemu fit: the default 300 takes about a minute on 2 cores (all three groups).
 MAX_FIT_ITERS = 100_000
 
 

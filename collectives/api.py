@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,38 +179,7 @@ def as_storage(data, name):
     return data.view(st) if data.dtype != st else data
 
 
-from . import timing  # noqa: E402  (the time plane)
-from .timing import SimResult, peak_bw_GBps  # noqa: E402,F401  (re-exported)
-
-
-def simulate(collective: str, size, topology, *args, **kwargs):
-    """:func:`collectives.timing.simulate` (every argument and the result are its own), with the call's
-    size given as the collective takes it: nccl-tests' S in bytes, or for ``alltoallv`` also the P x P
-    matrix of element counts (bytes per pair = count x ``dtype``'s size; ``result.nbytes`` their total).
-
-    Device 0 sends 3 Mi bfloat16 elements (6 MiB) to device 1, which sends 2 MiB back, over one
-    10 GB/s link each way with 1 us latency: one step of 1 us + 6,291,456 B / 10 GB/s.
-
-    >>> from topologies import ring
-    >>> r = simulate("alltoallv", [[0, 3 << 20], [1 << 20, 0]], ring(2, bw_GBps=10.0, lat_us=1.0),
-    ...              algorithm="direct", dtype="bfloat16")
-    >>> round(r.time_s * 1e6, 4), r.nbytes, round(r.algbw_GBps, 3), round(r.busbw_GBps, 3)
-    (630.1456, 8388608, 13.312, 3.328)
-    """
-    spec = registry.collective(collective)
-    if not spec.call_params:
-        return timing.simulate(collective, size, topology, *args, **kwargs)
-    topology = timing._as_topology(topology)
-    bound = _SIGNATURE.bind(collective, size, topology, *args, **kwargs)
-    name = dtypes.canonical(bound.arguments.get("dtype", "float32"))
-    nbytes, params = spec.sized_call(size, topology.num_devices, dtypes.itemsize(name),
-                                     dict(bound.arguments.get("params", {})))
-    bound.arguments["nbytes"] = nbytes
-    bound.arguments["params"] = params
-    return timing.simulate(*bound.args, **bound.kwargs)
-
-
-_SIGNATURE = inspect.signature(timing.simulate)
+from .timing import SimResult, peak_bw_GBps, simulate  # noqa: E402  (the time plane, re-exported)
 
 __all__ = ["run", "prepare", "Prepared", "reference", "check_data", "as_storage", "build_schedule", "simulate",
            "SimResult", "peak_bw_GBps"]

@@ -104,8 +104,7 @@ class _Context:
             t = preset(name)
             # A reducing switch's rate comes from its generation's constant: rebuild with this one.
             g = t.graph
-            gens = {n: gen for n, d in g.nodes(data=True) if d.get("reduce")
-                    for gen, rate in _model.SWITCH_DEFAULTS.items() if d.get("reduce_bw_GBps") == rate["reduce_GBps"]}
+            gens = {n: d["switch_generation"] for n, d in g.nodes(data=True) if d.get("switch_generation")}
             if any(self.switches.get(gen) != _model.SWITCH_DEFAULTS[gen]["reduce_GBps"] for gen in gens.values()):
                 g = g.copy()
                 for n, gen in gens.items():

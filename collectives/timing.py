@@ -98,8 +98,9 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
     ----------
     collective : str
         A registered collective (``collectives.registry.list_collectives()``).
-    nbytes : int
-        nccl-tests' size S in bytes.
+    nbytes : int or array_like
+        nccl-tests' size S in bytes; for ``alltoallv`` also the P x P matrix of element counts
+        (bytes per pair = count x ``dtype``'s size; ``result.nbytes`` their total).
     topology : topologies.Topology or str
         The system, or a preset name (``topologies.presets()``).
     algorithm : str
@@ -144,12 +145,22 @@ def simulate(collective: str, nbytes: int, topology, algorithm: str = "auto", dt
     >>> r = simulate("allreduce", 8_000_000, ring(4, bw_GBps=10.0, lat_us=1.0))
     >>> r.selection, r.algorithm
     ('auto', 'ring')
+
+    Device 0 sends 3 Mi bfloat16 elements (6 MiB) to device 1, which sends 2 MiB back, over one
+    10 GB/s link each way with 1 us latency: one step of 1 us + 6,291,456 B / 10 GB/s.
+
+    >>> r = simulate("alltoallv", [[0, 3 << 20], [1 << 20, 0]], ring(2, bw_GBps=10.0, lat_us=1.0),
+    ...              algorithm="direct", dtype="bfloat16")
+    >>> round(r.time_s * 1e6, 4), r.nbytes, round(r.algbw_GBps, 3), round(r.busbw_GBps, 3)
+    (630.1456, 8388608, 13.312, 3.328)
     """
     topology = _as_topology(topology)
     spec = registry.collective(collective)
     check_op(op)
     name = dtypes.canonical(dtype)
     size = dtypes.itemsize(name)
+    if spec.call_params:   # sized by more than a byte count (alltoallv's counts matrix)
+        nbytes, params = spec.sized_call(nbytes, topology.num_devices, size, params)
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
         raise ValueError(f"nbytes={nbytes!r}; expected an integer >= 0")
     if nbytes % size:

@@ -75,8 +75,10 @@ def values(doc: dict) -> dict:
     return {kind: {k: float(e["value"]) for k, e in params.items()} for kind, params in doc["link_kinds"].items()}
 
 
+_DOC = load_data()   # read once at import: the three tables below come from it
+
 #: Per link kind, the constants the model runs with (from :data:`DATA_FILE`).
-LINK_DEFAULTS = values(load_data())
+LINK_DEFAULTS = values(_DOC)
 
 
 def _section_values(doc: dict, section: str) -> dict:
@@ -85,11 +87,11 @@ def _section_values(doc: dict, section: str) -> dict:
 
 #: Per switch generation, ``reduce_GBps``: the bytes of incoming data one switch chip reduces per
 #: second in the network (NVLS). Presets put it on their reducing switches as ``reduce_bw_GBps``.
-SWITCH_DEFAULTS = _section_values(load_data(), "switches")
+SWITCH_DEFAULTS = _section_values(_DOC, "switches")
 
 #: Per collective library, ``bw_efficiency``: the fraction of the links' rate (``efficiency``) its
 #: collectives reach; ``simulate(..., library=...)`` scales every link kind's efficiency by it.
-LIBRARY_DEFAULTS = _section_values(load_data(), "libraries")
+LIBRARY_DEFAULTS = _section_values(_DOC, "libraries")
 
 
 def switch_reduce_GBps(generation: str) -> float:

@@ -47,7 +47,8 @@ def _hgx(preset_name, *, gpus, lanes_per_switch, link_GBps, reduce, mem_bw_GBps,
     def build_node(g, s, first):
         switches = [f"n{s}.nvs{k}" for k in range(len(lanes_per_switch))]
         # ``reduce``: False, or the switch generation whose chips reduce in the network (NVLS).
-        attrs = {"reduce": True, "reduce_bw_GBps": switch_reduce_GBps(reduce)} if reduce else {"reduce": False}
+        attrs = ({"reduce": True, "switch_generation": reduce, "reduce_bw_GBps": switch_reduce_GBps(reduce)}
+                 if reduce else {"reduce": False})
         for sw in switches:
             g.add_node(sw, kind="switch", node=s, **attrs)
         devs = [add_device(g, f"n{s}.gpu{j}", first + j, server=s, mem_bw_GBps=mem_bw_GBps) for j in range(gpus)]
