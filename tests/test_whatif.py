@@ -173,3 +173,28 @@ def test_lost_direct_paths_and_names():
     assert lost_direct_paths(r, fail_link(r, 1, 2)) == [(1, 2)]
     with pytest.raises(ValueError, match="same devices"):
         lost_direct_paths(r, ring(5))
+
+
+def test_select_devices_renumbers_and_times_the_group_on_its_own_links():
+    from collectives import simulate
+    from topologies.whatif import select_devices, take_devices
+    t = preset("hgx-h20", nodes=2)
+    tp = select_devices(t, [8, 9, 10, 11])           # four GPUs of the second server
+    assert [tp.graph.nodes[n]["index"] for n in tp.devices] == [0, 1, 2, 3]
+    assert tp.devices == [t.devices[i] for i in (8, 9, 10, 11)]
+    same = take_devices(t, 4)                        # the same shape in the first server
+    assert simulate("allreduce", 1 << 24, tp).time_s == pytest.approx(simulate("allreduce", 1 << 24, same).time_s)
+    dp = select_devices(t, [11, 3])                  # order given is the order kept
+    assert dp.devices == [t.devices[11], t.devices[3]]
+    assert simulate("allreduce", 1 << 24, dp).time_s > 2 * simulate("allreduce", 1 << 24, tp).time_s
+    assert select_devices(t, range(16)) is t
+    for bad in ([], [0, 16], [1, 1], [0.5], "01"):
+        with pytest.raises(ValueError, match="expected distinct device indices in 0..15"):
+            select_devices(t, bad)
+
+
+def test_select_devices_keeps_lost_links_between_kept_devices():
+    from topologies.whatif import lost_links, select_devices
+    t = fail_link(preset("atlas800t-a2"), 1, 5, on_lost="ring")
+    assert lost_links(select_devices(t, [5, 0, 1])) == {(0, 2): "ring"}
+    assert lost_links(select_devices(t, [0, 1, 2])) == {}

@@ -40,7 +40,7 @@ import numpy as np
 
 from .graph import Topology, unreachable_pairs
 
-__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices",
+__all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices", "select_devices",
            "lost_links", "LostLinkError", "ON_LOST"]
 
 _MAX_LISTED = 8     # device pairs named in a message before "... and N more"
@@ -298,10 +298,7 @@ def set_model(topo: Topology, overrides: dict, name: str | None = None) -> Topol
 def take_devices(topo: Topology, k: int) -> Topology:
     """The first ``k`` devices of ``topo`` and the switches, NICs and CPUs that join them.
 
-    The induced subgraph on devices ``0..k-1`` plus every non-device node, from which the
-    non-device nodes that connect nothing are pruned: any that a walk from one kept device to
-    another cannot pass through (dead ends such as the NIC or PCIe switch of a removed device,
-    and whole switch trees left without devices). Model overrides stored with ``topo`` carry over.
+    :func:`select_devices` with devices ``0..k-1``.
 
     Parameters
     ----------
@@ -340,22 +337,91 @@ def take_devices(topo: Topology, k: int) -> Topology:
     P = topo.num_devices
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= P:
         raise ValueError(f"device count {k!r} for {topo.name!r}; expected an integer 1..{P}")
-    if k == P:
+    return select_devices(topo, range(k), name=f"{topo.name}[:{k}]")
+
+
+def select_devices(topo: Topology, devices, name: str | None = None) -> Topology:
+    """The sub-system of the given devices: them and the switches, NICs and CPUs that join them.
+
+    The induced subgraph on ``devices`` plus every non-device node, from which the non-device
+    nodes that connect nothing are pruned: any that a walk from one kept device to another cannot
+    pass through (dead ends such as the NIC or PCIe switch of a removed device, and whole switch
+    trees left without devices). Device ``devices[i]`` becomes device ``i`` of the result, so a
+    communicator's group (a tensor-parallel group inside a node, a data-parallel group across
+    nodes) is timed on the links its members actually have. Model overrides stored with ``topo``
+    carry over; so do lost links between kept devices. The result has its own peak.
+
+    Parameters
+    ----------
+    topo : topologies.Topology
+    devices : iterable of int
+        Distinct device indices of ``topo``, in the order the sub-system numbers them.
+    name : str, optional
+        Defaults to ``f"{topo.name}[i,j,...]"``.
+
+    Returns
+    -------
+    topologies.Topology
+        ``topo`` itself when ``devices`` is ``0..P-1`` in order.
+
+    Raises
+    ------
+    ValueError
+        An index out of range or repeated, an empty list, or kept devices that cannot reach each
+        other without the removed ones (devices that relayed traffic, as on a ring or torus).
+
+    Examples
+    --------
+    >>> from topologies import preset
+    >>> t = preset("hgx-h20", nodes=2)
+    >>> dp = select_devices(t, [3, 11])          # device 3 of each server: the pair meets over the NICs
+    >>> dp.num_devices, dp.name, sorted({d["link"] for _, _, d in dp.graph.edges(data=True)})
+    (2, 'hgx-h20-x2[3,11]', ['ib', 'pcie'])
+    >>> tp = select_devices(t, [0, 5])           # two GPUs of one server keep their NVSwitch (and NICs)
+    >>> sorted({d["link"] for _, _, d in tp.graph.edges(data=True)})
+    ['ib', 'nvlink', 'pcie']
+    >>> select_devices(t, [0, 0])
+    Traceback (most recent call last):
+    ...
+    ValueError: devices [0, 0] for 'hgx-h20-x2'; expected distinct device indices in 0..15
+    """
+    if not isinstance(topo, Topology):
+        raise TypeError(f"select_devices needs a topologies.Topology, got {type(topo).__name__}")
+    P = topo.num_devices
+    try:
+        chosen = [int(d) for d in devices]
+        bad = (not chosen or len(set(chosen)) != len(chosen) or any(not 0 <= d < P for d in chosen)
+               or any(isinstance(d, bool) or int(d) != d for d in devices))
+    except (TypeError, ValueError):
+        bad = True
+    if bad:
+        shown = list(devices) if not isinstance(devices, (str, bytes)) else devices
+        raise ValueError(f"devices {shown!r} for {topo.name!r}; expected distinct device indices in 0..{P - 1}")
+    if chosen == list(range(P)):
         return topo
     g = topo.graph
-    kept = set(topo.devices[:k])
+    nodes = topo.devices
+    kept = {nodes[d] for d in chosen}
     others = [n for n in g.nodes if g.nodes[n]["kind"] != "device"]
     sub = g.subgraph(list(kept) + others).copy()
     _prune_dead_ends(sub, kept)
+    for new, d in enumerate(chosen):
+        sub.nodes[nodes[d]]["index"] = new
     # A sub-system has its own peak; lost links of removed devices go with them.
     sub.graph.pop("reference_peak", None)
     if sub.graph.get("lost_links"):
-        sub.graph["lost_links"] = [x for x in sub.graph["lost_links"] if x[0] < k and x[1] < k]
+        renumber = {d: i for i, d in enumerate(chosen)}
+        sub.graph["lost_links"] = [[*sorted((renumber[i], renumber[j])), how] for i, j, how in sub.graph["lost_links"]
+                                   if i in renumber and j in renumber]
+    if name is None:
+        name = f"{topo.name}[{','.join(map(str, chosen))}]"
     try:
-        return _derive(topo, sub, f"take_devices({k})", f"{topo.name}[:{k}]")
+        first_k = chosen == list(range(len(chosen)))
+        note = f"take_devices({len(chosen)})" if first_k else f"select_devices({chosen})"
+        return _derive(topo, sub, note, name)
     except ValueError as exc:
-        raise ValueError(f"the first {k} devices of {topo.name!r} cannot reach each other without the other "
-                         f"{P - k}: {exc}") from None
+        raise ValueError(f"devices {chosen} of {topo.name!r} cannot reach each other without the other "
+                         f"{P - len(chosen)}: {exc}") from None
 
 
 def _prune_dead_ends(g: nx.DiGraph, kept: set) -> None:
