@@ -54,6 +54,8 @@ class SimResult:
     candidates: list | None = field(default=None, repr=False)
     #: With ``auto``: the library's pick in its own terms (:class:`collectives.libraries.Choice`).
     library_choice: object = field(default=None, repr=False)
+    #: How the system's switches routed the flows (:meth:`topologies.Topology.routing_text`).
+    routing: str = "adaptive"
 
     def time_stats(self) -> dict:
         """``min``, ``median``, ``p99`` and ``max`` emulated seconds over the sampled calls."""
@@ -73,7 +75,7 @@ class SimResult:
 
     def as_dict(self) -> dict:
         keys = ("collective", "algorithm", "params", "selection", "topology", "P", "nbytes", "count", "dtype",
-                "time_s", "algbw_GBps", "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "steps")
+                "time_s", "algbw_GBps", "busbw_GBps", "peak_GBps", "bus_efficiency", "protocol", "routing", "steps")
         out = {k: getattr(self, k) for k in keys}
         if self.library_choice is not None:
             out["library"] = self.library_choice.as_dict()
@@ -405,7 +407,7 @@ def _simulate_one(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, 
     peak = peak_bw_GBps(topology)
     return SimResult(collective, algorithm, topology.name, P, actual, count, dtype, total, algbw, busbw, peak,
                      busbw / peak if peak > 0 else math.nan, run.steps, run.link_bytes, topology.arrays.edges,
-                     run.capacity_Bps, proto, samples, params)
+                     run.capacity_Bps, proto, samples, params, routing=topology.routing_text())
 
 
 @dataclass

@@ -76,3 +76,42 @@ def test_step_times_equal_simgrid(seed):
     assert out.returncode == 0, out.stderr
     ref = json.loads(out.stdout)["step_s"]
     np.testing.assert_allclose(ours, ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ecmp_step_times_equal_simgrid_on_a_fat_tree(seed):
+    """ECMP hashes each flow onto one of the equal-cost spine paths; SimGrid times the same flows on
+    the routes ccemu hashed, given to it explicitly."""
+    from topologies.whatif import set_routing
+    rng = np.random.default_rng(100 + seed)
+    g = nx.DiGraph()
+    leaves, spines, per_leaf = 4, 4, 3
+    for s in range(spines):
+        g.add_node(f"sp{s}", kind="switch")
+    for lf in range(leaves):
+        g.add_node(f"lf{lf}", kind="switch")
+        for s in range(spines):
+            add_link(g, f"lf{lf}", f"sp{s}", bw_GBps=float(rng.choice([10.0, 25.0])), lat_us=0.0)
+        for k in range(per_leaf):
+            d = lf * per_leaf + k
+            g.add_node(f"d{d}", kind="device", index=d)
+            add_link(g, f"d{d}", f"lf{lf}", bw_GBps=float(rng.choice([25.0, 50.0])), lat_us=0.0)
+    topo = set_routing(Topology(g, name="fat-tree"), {"generic": "ecmp"}, seed=seed)
+    P = topo.num_devices
+    timer = StepTimer(StepSolver(topo), protocol="simple")
+    a = topo.arrays
+    steps, ours = [], []
+    for shift in (4, 5, 7):                     # every device sends to one on another leaf
+        src = np.arange(P)
+        dst = (src + shift) % P
+        nbytes = rng.integers(1, 100, P).astype(float) * 1e6
+        ours.append(timer.time(src, dst, nbytes)[0])
+        routes = route_pairs(topo, src, dst)
+        assert np.all(routes.frac == 1.0)       # one path per flow
+        steps.append([[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
+                      for k, (s, d, b) in enumerate(zip(src, dst, nbytes))])
+    links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
+    out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": steps}),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(ours, json.loads(out.stdout)["step_s"], rtol=1e-9)

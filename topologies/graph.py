@@ -24,6 +24,7 @@ from functools import cached_property
 
 import networkx as nx
 import numpy as np
+from . import model as _model
 
 NODE_KINDS = ("device", "switch", "nic", "cpu")
 
@@ -201,6 +202,23 @@ class Topology:
         return sorted({d["link"] for _, _, d in self.graph.edges(data=True)})
 
     @property
+    def routing(self) -> dict:
+        """How this system's switches route: ``{"modes": {link kind: "ecmp" | "adaptive"}, "seed": int}``,
+        the overrides :func:`topologies.whatif.set_routing` stored (kinds not named follow
+        :data:`topologies.model.ROUTING_DEFAULTS`); see :mod:`topologies.routing`."""
+        r = self.graph.graph.get("routing") or {}
+        return {"modes": dict(r.get("modes", {})), "seed": int(r.get("seed", 0))}
+
+    def routing_text(self) -> str:
+        """The routing of the link kinds this system has, e.g. ``"ecmp on roce (seed 0), adaptive elsewhere"``."""
+        modes = self.arrays.link_routing
+        ecmp = [k for k in sorted(modes) if modes[k] == "ecmp"]
+        if not ecmp:
+            return "adaptive"
+        rest = ", adaptive elsewhere" if len(ecmp) < len(modes) else ""
+        return f"ecmp on {', '.join(ecmp)} (seed {self.routing['seed']}){rest}"
+
+    @property
     def model(self) -> dict:
         """Per-link-kind overrides of the network model's parameters stored with the topology
         (read-only; :func:`topologies.whatif.set_model` returns a topology with others)."""
@@ -269,6 +287,12 @@ class TopologyArrays:
                                  for k, x in zip(kinds, self.nodes)], np.bool_)
         self.num_devices = topo.num_devices
         self._kinds = kinds
+        # Routing (topologies.routing): which edges' switches hash each flow onto one path, and the seed.
+        routing = topo.routing
+        self.link_routing = {k: _model.routing_mode(k, routing["modes"]) for k in self.link_kinds}
+        ecmp_kind = np.array([self.link_routing[k] == "ecmp" for k in self.link_kinds], np.bool_)
+        self.ecmp_edge = ecmp_kind[self.edge_kind] if len(data) else np.zeros(0, np.bool_)
+        self.routing_seed = int(routing["seed"])
 
     @cached_property
     def routing(self) -> "TopologyArrays | AggregatedArrays":
@@ -337,6 +361,8 @@ class AggregatedArrays:
         self.in_ptr = np.searchsorted(self.edge_dst[rorder], np.arange(m + 1)).astype(np.int64)
         self.transit = base.transit[keep]
         self.merged = len(base.nodes) - m
+        self.link_routing, self.routing_seed = base.link_routing, base.routing_seed
+        self.ecmp_edge = base.ecmp_edge[first]
 
 
 def _twin_groups(a: TopologyArrays) -> list[list[int]]:
@@ -361,6 +387,8 @@ def _twin_groups(a: TopologyArrays) -> list[list[int]]:
     for u in range(a.num_devices, n):
         lo, hi, ilo, ihi = a.out_ptr[u], a.out_ptr[u + 1], a.in_ptr[u], a.in_ptr[u + 1]
         if not a.transit[u] or lo == hi or ilo == ihi:
+            continue
+        if a.ecmp_edge[a.in_edges[ilo:ihi]].any():  # an ECMP hash picks one twin: they are not one node
             continue
         key = (a._kinds[u], out_code[lo:hi].tobytes(), in_code[ilo:ihi].tobytes())
         groups.setdefault(key, []).append(u)

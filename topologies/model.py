@@ -94,6 +94,26 @@ SWITCH_DEFAULTS = _section_values(_DOC, "switches")
 LIBRARY_DEFAULTS = _section_values(_DOC, "libraries")
 
 
+#: How switches spread a flow over equal-cost paths (see :mod:`topologies.routing`): ``"adaptive"``
+#: splits every flow over all of them in proportion to bandwidth; ``"ecmp"`` hashes each flow onto one.
+ROUTINGS = ("adaptive", "ecmp")
+
+#: Per link kind, the routing its switches use where it is not ``"adaptive"`` (from :data:`DATA_FILE`,
+#: each with its provenance): ECMP on Ethernet scale-out fabrics, adaptive on InfiniBand and inside
+#: scale-up domains. :func:`topologies.whatif.set_routing` overrides it per topology.
+ROUTING_DEFAULTS = {kind: e["value"] for kind, e in _DOC.get("routing", {}).items()}
+
+
+def routing_mode(kind: str, overrides=None) -> str:
+    """The routing of link kind ``kind``: ``overrides`` (a topology's, ``{kind: mode}``), else the data
+    file's, else ``"adaptive"``.
+
+    >>> routing_mode("roce"), routing_mode("ib"), routing_mode("nvlink"), routing_mode("roce", {"roce": "adaptive"})
+    ('ecmp', 'adaptive', 'adaptive', 'adaptive')
+    """
+    return (overrides or {}).get(kind) or ROUTING_DEFAULTS.get(kind, "adaptive")
+
+
 def switch_reduce_GBps(generation: str) -> float:
     """The in-network reduction rate of one switch chip of ``generation`` (``ValueError`` if unknown)."""
     if generation not in SWITCH_DEFAULTS:

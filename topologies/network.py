@@ -207,10 +207,11 @@ class StepSolver:
         remote = src != dst
         s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
         # Several transfers between one pair in a step travel as one message (one flow): same
-        # path, same start, so the same finish as separate flows, at a fraction of the cost.
+        # path, same start, so the same finish as separate flows, at a fraction of the cost. Not
+        # where switches hash flows (ECMP): each transfer is its own connection, hashed on its own.
         pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
         uniq, inverse = np.unique(pair, return_inverse=True)
-        if len(uniq) < len(pair):
+        if len(uniq) < len(pair) and not self.arrays.ecmp_edge.any():
             first = np.zeros(len(uniq), np.int64)
             first[inverse[::-1]] = np.arange(len(pair))[::-1]
             s, d, b = s[first], d[first], np.bincount(inverse, weights=b, minlength=len(uniq))
@@ -675,52 +676,92 @@ def _find_cycle(dep_ptr, dep_idx, n):
 
 
 @numba.njit(cache=True)
-def _maxmin(active, ptr, edge, frac, capacity, rate):
-    """Max-min fair rates by progressive filling; a flow uses ``frac`` of its rate on each of its edges."""
+def _edge_flows(ptr, edge, n_edges):
+    """The flows on each edge (CSR by edge: flow ``eflow[eptr[e]:eptr[e+1]]``, route entry ``eentry``)."""
+    eptr = np.zeros(n_edges + 1, np.int64)
+    for i in range(edge.size):
+        eptr[edge[i] + 1] += 1
+    for e in range(n_edges):
+        eptr[e + 1] += eptr[e]
+    fill = eptr[:-1].copy()
+    eflow = np.empty(edge.size, np.int64)
+    for f in range(ptr.size - 1):
+        for i in range(ptr[f], ptr[f + 1]):
+            e = edge[i]
+            eflow[fill[e]] = f
+            fill[e] += 1
+    return eptr, eflow
+
+
+@numba.njit(cache=True)
+def _maxmin(active, ptr, edge, frac, capacity, rate, eptr, eflow):
+    """Max-min fair rates by progressive filling; a flow uses ``frac`` of its rate on each of its edges.
+
+    Every round raises the rate of the unfrozen flows until an edge saturates, then freezes the flows
+    on the saturated edges. Each round touches only the edges still carrying unfrozen flows and the
+    flows it freezes (through the edge -> flows lists ``eptr``/``eflow``), so a step with many
+    distinct bottleneck levels (ECMP's uneven link loads) costs rounds x live edges, not rounds x flows.
+    """
     n = active.size
     frozen = np.empty(n, np.bool_)
     left = capacity.copy()
     weight = np.zeros(capacity.size)
+    unfrozen_on = np.zeros(capacity.size, np.int64)
     n_free = 0
     for f in range(n):
         rate[f] = 0.0
         frozen[f] = not active[f]
         if active[f]:
             n_free += 1
+            for i in range(ptr[f], ptr[f + 1]):
+                weight[edge[i]] += frac[i]
+                unfrozen_on[edge[i]] += 1
+    live = np.empty(capacity.size, np.int64)
+    n_live = 0
+    for e in range(capacity.size):
+        if unfrozen_on[e] > 0:
+            live[n_live] = e
+            n_live += 1
+    level = 0.0
     while n_free > 0:
-        weight[:] = 0.0
-        for f in range(n):
-            if not frozen[f]:
-                for i in range(ptr[f], ptr[f + 1]):
-                    weight[edge[i]] += frac[i]
         inc = np.inf
-        for e in range(capacity.size):
-            if weight[e] > 0.0:
-                v = left[e] / weight[e]
-                if v < inc:
-                    inc = v
+        for j in range(n_live):
+            e = live[j]
+            v = left[e] / weight[e]
+            if v < inc:
+                inc = v
         if inc == np.inf:  # flows on no link (should not happen for remote transfers)
             for f in range(n):
                 if not frozen[f]:
                     rate[f] = np.inf
                     frozen[f] = True
             break
-        for e in range(capacity.size):
-            if weight[e] > 0.0:
-                left[e] -= inc * weight[e]
-        for f in range(n):
-            if not frozen[f]:
-                rate[f] += inc
+        level += inc
+        for j in range(n_live):
+            e = live[j]
+            left[e] -= inc * weight[e]
         # Freeze the flows that cross a now-saturated edge.
-        for f in range(n):
-            if frozen[f]:
+        for j in range(n_live):
+            e = live[j]
+            if left[e] > 1e-12 * capacity[e]:
                 continue
-            for i in range(ptr[f], ptr[f + 1]):
-                e = edge[i]
-                if left[e] <= 1e-12 * capacity[e]:
-                    frozen[f] = True
-                    n_free -= 1
-                    break
+            for q in range(eptr[e], eptr[e + 1]):
+                f = eflow[q]
+                if frozen[f]:
+                    continue
+                frozen[f] = True
+                rate[f] = level
+                n_free -= 1
+                for i in range(ptr[f], ptr[f + 1]):
+                    unfrozen_on[edge[i]] -= 1
+                    weight[edge[i]] -= frac[i]
+        w = 0
+        for j in range(n_live):
+            e = live[j]
+            if unfrozen_on[e] > 0:
+                live[w] = e
+                w += 1
+        n_live = w
     return rate
 
 
@@ -748,6 +789,7 @@ def _run_flows(ptr, edge, frac, capacity, nbytes, lat, dep_ptr, dep_idx):
     t = 0.0
     done = 0
     on_link = np.zeros(capacity.size, np.bool_)
+    eptr, eflow = _edge_flows(ptr, edge, capacity.size)
     while done < n:
         # Start every transfer whose start time has come.
         for k in range(n):
@@ -780,7 +822,7 @@ def _run_flows(ptr, edge, frac, capacity, nbytes, lat, dep_ptr, dep_idx):
                 break
             t = next_start
             continue
-        _maxmin(active, ptr, edge, frac, capacity, rate)
+        _maxmin(active, ptr, edge, frac, capacity, rate, eptr, eflow)
         dt = np.inf
         for k in range(n):
             if active[k]:

@@ -81,12 +81,13 @@ def route_pairs(topo: Topology, src, dst, arrays=None) -> Routes:
                              f"(devices 0..{P - 1})")
     order = np.argsort(src, kind="stable")
     rows = _source_rows(a, P, np.unique(src))
+    ecmp, seed = a.ecmp_edge, np.uint64(a.routing_seed)
     if rows is None:
         ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
-                                                      a.in_edges, a.edge_src, a.transit, a.bw_GBps)
+                                                      a.in_edges, a.edge_src, a.transit, a.bw_GBps, ecmp, seed)
     else:
         ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows, a.in_ptr, a.in_edges,
-                                                    a.edge_src, a.edge_dst, a.transit, a.bw_GBps)
+                                                    a.edge_src, a.edge_dst, a.transit, a.bw_GBps, ecmp, seed)
     if status >= 0:
         k = order[status]
         raise ValueError(f"no path from device {int(src[k])} to device {int(dst[k])} in topology {topo.name!r}")
@@ -185,7 +186,7 @@ def _bfs(s, dist, queue, out_ptr, edge_dst, transit, target, wanted):
 
 
 @numba.njit(cache=True)
-def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw):
+def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw, ecmp, seed):
     """Routes of pairs sorted by source, each source's BFS taken from the cached rows."""
     n_nodes = dist_rows.shape[1]
     npairs = src.size
@@ -199,23 +200,36 @@ def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, trans
     layer = np.empty(n_nodes, np.int64)
     nxt = np.empty(n_nodes, np.int64)
     touched = np.empty(n_nodes, np.int64)
+    fan = np.zeros(n_nodes, np.int64)
+    seen = np.zeros(n_nodes, np.int64)
+    occurrence = np.zeros(n_nodes, np.int64)
     pos = 0
-    for j in range(npairs):
-        s = src[j]
-        t = dst[j]
+    k = 0
+    while k < npairs:
+        s = src[k]
+        kend = k
+        while kend < npairs and src[kend] == s:
+            kend += 1
         dist = dist_rows[s]
-        if t != s:
-            if dist[t] < 0:
-                return ptr, edge[:pos], frac[:pos], hops, j
-            hops[j] = dist[t]
-            edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src,
-                                     edge_dst, transit, bw, edge, frac, pos)
-        ptr[j + 1] = pos
+        for j in range(k, kend):
+            t = dst[j]
+            if t != s:
+                if dist[t] < 0:
+                    return ptr, edge[:pos], frac[:pos], hops, j
+                hops[j] = dist[t]
+                flow = _flow_key(seed, s, t, occurrence[t])
+                occurrence[t] += 1
+                edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src,
+                                         edge_dst, transit, bw, edge, frac, pos, ecmp, flow, fan, seen)
+            ptr[j + 1] = pos
+        for j in range(k, kend):
+            occurrence[dst[j]] = 0
+        k = kend
     return ptr, edge[:pos], frac[:pos], hops, -1
 
 
 @numba.njit(cache=True)
-def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit, bw):
+def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, transit, bw, ecmp, seed):
     """Routes of pairs sorted by source: one BFS per distinct source, stopping once the layer being
     expanded lies beyond its farthest target, then one :func:`_sweep` per destination.
 
@@ -235,6 +249,9 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
     layer = np.empty(n_nodes, np.int64)
     nxt = np.empty(n_nodes, np.int64)
     touched = np.empty(n_nodes, np.int64)
+    fan = np.zeros(n_nodes, np.int64)
+    seen = np.zeros(n_nodes, np.int64)
+    occurrence = np.zeros(n_nodes, np.int64)
     pos = 0
     k = 0
     while k < npairs:
@@ -256,9 +273,13 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
                 if dist[t] < 0:
                     return ptr, edge[:pos], frac[:pos], hops, j
                 hops[j] = dist[t]
+                flow = _flow_key(seed, s, t, occurrence[t])
+                occurrence[t] += 1
                 edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
-                                         edge_src, edge_dst, transit, bw, edge, frac, pos)
+                                         edge_src, edge_dst, transit, bw, edge, frac, pos, ecmp, flow, fan, seen)
             ptr[j + 1] = pos
+        for j in range(k, kend):
+            occurrence[dst[j]] = 0
         for i in range(tail):
             dist[queue[i]] = -1
         k = kend
@@ -266,19 +287,40 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
 
 
 @numba.njit(cache=True)
+def _mix(x):
+    """splitmix64's finaliser: a well-spread 64-bit hash of ``x``."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@numba.njit(cache=True)
+def _flow_key(seed, s, t, occurrence):
+    """The hash key of one flow: the routing seed, its endpoints, and which of the pair's flows in
+    this set it is (NCCL opens one connection per channel; each has its own headers, so its own hash)."""
+    x = _mix(seed ^ np.uint64(0x9E3779B97F4A7C15))
+    x = _mix(x ^ np.uint64(s))
+    x = _mix(x ^ np.uint64(t))
+    return _mix(x ^ np.uint64(occurrence))
+
+
+@numba.njit(cache=True)
 def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src, edge_dst, transit, bw,
-           edge, frac, pos):
+           edge, frac, pos, ecmp, flow, fan, seen):
     """Append the edges of every fewest-hop path from s to t with the share of the traffic each carries.
 
     Backwards from t, layer by layer, the edges u->v with dist(u) = dist(v) - 1 are the shortest-path
     DAG. Then forwards from s, each node splits what reaches it over its DAG out-edges in
-    proportion to their bandwidth.
+    proportion to their bandwidth (adaptive routing) or, when all of them are ECMP links, sends it
+    all down the one that ``flow``'s hash at that node picks (a switch hashing the flow's headers);
+    the edges left without traffic are dropped.
     """
     start = pos
     nl = 1
     layer[0] = t
     nt = 1
     touched[0] = t
+    hashed = False
     while nl > 0:
         nn = 0
         for li in range(nl):
@@ -300,6 +342,9 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
                 edge[pos] = e
                 pos += 1
                 out_w[u] += bw[e]
+                # fan[u]: DAG out-edges of u, or -1 once one of them is not an ECMP link.
+                if fan[u] >= 0:
+                    fan[u] = fan[u] + 1 if ecmp[e] else -1
                 if not mark[u]:
                     mark[u] = True
                     nxt[nn] = u
@@ -315,12 +360,28 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
     for i in range(pos - 1, start - 1, -1):
         e = edge[i]
         u = edge_src[e]
-        f = load[u] * bw[e] / out_w[u]
+        if fan[u] > 1:
+            pick = np.int64(_mix(flow ^ np.uint64(u)) % np.uint64(fan[u]))
+            f = load[u] if seen[u] == pick else 0.0
+            seen[u] += 1
+            hashed = True
+        else:
+            f = load[u] * bw[e] / out_w[u]
         frac[i] = f
         load[edge_dst[e]] += f
     for i in range(nt):
         load[touched[i]] = 0.0
         out_w[touched[i]] = 0.0
+        fan[touched[i]] = 0
+        seen[touched[i]] = 0
+    if hashed:  # keep only the edges of the hashed path
+        w = start
+        for i in range(start, pos):
+            if frac[i] > 0.0:
+                edge[w] = edge[i]
+                frac[w] = frac[i]
+                w += 1
+        pos = w
     return edge, frac, pos
 
 

@@ -38,9 +38,11 @@ import math
 import networkx as nx
 import numpy as np
 
+from . import model as _model
 from .graph import Topology, unreachable_pairs
 
 __all__ = ["scale_links", "fail_link", "fail_node", "set_nodes", "set_jitter", "lost_direct_paths", "take_devices", "select_devices",
+           "set_routing",
            "lost_links", "LostLinkError", "ON_LOST"]
 
 _MAX_LISTED = 8     # device pairs named in a message before "... and N more"
@@ -295,6 +297,60 @@ def set_model(topo: Topology, overrides: dict, name: str | None = None) -> Topol
     return _derive(topo, g, note, name)
 
 
+def set_routing(topo: Topology, routing, seed: int | None = None, name: str | None = None) -> Topology:
+    """``topo`` with its switches routing as ``routing`` says (see :mod:`topologies.routing`).
+
+    Parameters
+    ----------
+    topo : topologies.Topology
+    routing : {"ecmp", "adaptive", "default"} or dict
+        One mode for every link kind of the scale-out fabric (:data:`topologies.model.SCALE_OUT_KINDS`),
+        ``"default"`` for the data file's per-kind defaults (ECMP on Ethernet, adaptive on InfiniBand
+        and inside scale-up domains), or ``{link kind: mode}`` for any kinds, scale-up ones included.
+    seed : int, optional
+        The ECMP hash seed (which flows collide); unchanged when not given (0 at first).
+    name : str, optional
+
+    Examples
+    --------
+    >>> from topologies import preset
+    >>> t = preset("hgx-h20", nodes=2)
+    >>> t.routing_text(), set_routing(t, "ecmp", seed=3).routing_text()
+    ('adaptive', 'ecmp on ib (seed 3), adaptive elsewhere')
+    >>> set_routing(t, {"ib": "hash"})
+    Traceback (most recent call last):
+    ...
+    ValueError: routing 'hash' for link kind 'ib'; expected one of adaptive, ecmp
+    """
+    if not isinstance(topo, Topology):
+        raise TypeError(f"set_routing needs a topologies.Topology, got {type(topo).__name__}")
+    if isinstance(routing, str):
+        if routing == "default":
+            modes = {}
+        elif routing in _model.ROUTINGS:
+            modes = {k: routing for k in _model.SCALE_OUT_KINDS}
+        else:
+            raise ValueError(f"routing {routing!r}; expected one of {', '.join(_model.ROUTINGS)}, default "
+                             "or a dict {link kind: mode}")
+    elif isinstance(routing, dict):
+        modes = {}
+        for kind, mode in routing.items():
+            if mode not in _model.ROUTINGS:
+                raise ValueError(f"routing {mode!r} for link kind {kind!r}; expected one of "
+                                 f"{', '.join(_model.ROUTINGS)}")
+            modes[str(kind)] = mode
+        modes = {**topo.routing["modes"], **modes}
+    else:
+        raise TypeError(f"routing must be a mode name or a dict, got {type(routing).__name__}")
+    if seed is None:
+        seed = topo.routing["seed"]
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"routing seed {seed!r}; expected an integer 0..2**63-1")
+    g = topo.graph.copy()
+    g.graph["routing"] = {"modes": modes, "seed": int(seed)}
+    return _derive(topo, g, f"set_routing({routing!r}, seed={int(seed)})", name)
+
+
 def take_devices(topo: Topology, k: int) -> Topology:
     """The first ``k`` devices of ``topo`` and the switches, NICs and CPUs that join them.
 
@@ -415,12 +471,12 @@ def select_devices(topo: Topology, devices, name: str | None = None) -> Topology
                                    if i in renumber and j in renumber]
     if name is None:
         name = f"{topo.name}[{','.join(map(str, chosen))}]"
+    first_k = chosen == list(range(len(chosen)))
     try:
-        first_k = chosen == list(range(len(chosen)))
-        note = f"take_devices({len(chosen)})" if first_k else f"select_devices({chosen})"
-        return _derive(topo, sub, note, name)
+        return _derive(topo, sub, f"take_devices({len(chosen)})" if first_k else f"select_devices({chosen})", name)
     except ValueError as exc:
-        raise ValueError(f"devices {chosen} of {topo.name!r} cannot reach each other without the other "
+        which = f"the first {len(chosen)} devices" if first_k else f"devices {chosen}"
+        raise ValueError(f"{which} of {topo.name!r} cannot reach each other without the other "
                          f"{P - len(chosen)}: {exc}") from None
 
 
