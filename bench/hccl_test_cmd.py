@@ -38,6 +38,7 @@ import math
 import os
 
 from .errors import MAX_DEVICES, MAX_ITERS, MAX_SIZES, UsageError, check_int
+from . import add_routing_argument
 
 DEFAULT_TOPOLOGY = "atlas800t-a2"
 
@@ -87,6 +88,7 @@ def register(subparsers):
     p.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
                    help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
                         "tcpx:200:0.5, efa:100:4")
+    add_routing_argument(p)
     p.set_defaults(func=main)
 
 
@@ -164,7 +166,7 @@ def main(args) -> int:
     lo, hi = parse_size(args.minbytes), parse_size(args.maxbytes)
     step = None if args.stepbytes is None else parse_size(args.stepbytes)
     sizes = hccl_sizes(lo, hi, args.stepfactor, step)
-    topo = load_topology(args.topology, nodes=args.nodes, nic=args.nic)
+    topo = load_topology(args.topology, nodes=args.nodes, nic=args.nic, routing=args.routing)
     P = topo.num_devices
     ppn = system(topo).ppn
     if args.npus is not None and (args.npus < 1 or P % args.npus or args.npus != ppn):

@@ -43,6 +43,7 @@ from .errors import (MAX_DEVICES, MAX_ITERS, MAX_SEED, MAX_SIZES, RanksDisagree,
 from .mpi_support import agree_on_arguments, world
 
 from . import VERSION
+from . import add_routing_argument
 
 DEFAULT_TOPOLOGY = "atlas800t-a2"
 
@@ -138,6 +139,7 @@ def register(sub):
     a("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
       help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
            "tcpx:200:0.5 (one NIC per 2 devices), efa:100:4 (4 per device)")
+    add_routing_argument(p)
     a("--gpu", default=None, metavar="MODEL",
       help="GPU model completing the GPUs of an NCCL topology hint file (a preset such as dgx-a100, "
            "or a device: a100, h100, mi300x, ...)")
@@ -385,7 +387,7 @@ def main(args) -> int:
         if bad:
             raise UsageError(f"size {bad[0]} is not a multiple of the {dtype} element size "
                              f"({dtypes.itemsize(dtype)} bytes)")
-    topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic)
+    topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic, routing=args.routing)
     P = topo.num_devices
     roots = _roots(args, spec, P, topo.name)
     if args.algo.startswith("msccl:"):

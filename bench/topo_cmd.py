@@ -11,6 +11,7 @@ reduces in the network, and the sources the numbers come from. Bad names or opti
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from . import add_routing_argument
 
 
 def register(subparsers):
@@ -29,6 +30,7 @@ def register(subparsers):
     ps.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
                     help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
                          "tcpx:200:0.5 (one NIC per 2 devices), efa:100:4")
+    add_routing_argument(ps)
     ps.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                     help="preset option, e.g. -o devices=die or -o fabric=fat-tree (repeatable)")
     ps.set_defaults(func=show_handler)
@@ -70,7 +72,7 @@ def show_handler(args) -> int:
     else:
         with warnings.catch_warnings():      # the summary lists the import's notes itself
             warnings.simplefilter("ignore", TopologyNote)
-            topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic)
+            topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic, routing=args.routing)
     print(summary(topo))
     return 0
 
@@ -105,6 +107,7 @@ def summary(topo) -> str:
         lines.append(f"  NIC per device        {nic_text(meta['nic'], built=kinds.get('nic', 0) > 0)}")
     if meta.get("fabric"):
         lines.append(f"  scale-out fabric      {meta['fabric']}")
+    lines.append(f"  routing               {topo.routing_text()}")
     if meta.get("model"):
         lines.append(f"  model overrides       {meta['model']}")
     for note in meta.get("whatifs", []):

@@ -13,6 +13,7 @@ Bad names, versions or overrides raise ``ValueError`` (one line, exit status 2).
 from __future__ import annotations
 
 import json
+from . import add_routing_argument
 
 DEFAULT_MIN, DEFAULT_MAX, DEFAULT_FACTOR = "1K", "1G", 4.0
 
@@ -38,6 +39,7 @@ def register(subparsers):
     p.add_argument("--nic", default=None, metavar="KIND:GBPS[:PER_DEVICE]",
                    help="NICs of a multi-node preset instead of the vendor's: ib, roce, tcpx or efa, e.g. roce:200, "
                         "tcpx:200:0.5, efa:100:4")
+    add_routing_argument(p)
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="library override, e.g. NCCL_ALGO=ring, NCCL_PROTO=^LL128, HCCL_BUFFSIZE=100 (repeatable)")
     p.add_argument("-J", "--json", default=None, metavar="FILE", help="also write the tables and picks as JSON")
@@ -70,7 +72,7 @@ def main(args) -> int:
     sizes = size_sweep(parse_size(args.minbytes), parse_size(args.maxbytes), factor=args.stepfactor,
                        names=(f"-b {args.minbytes}", f"-e {args.maxbytes}", f"-f {args.stepfactor:g}", "-i"))
     env = parse_env(args.env)
-    topo = load_topology(args.system, nodes=args.nodes, nic=args.nic)
+    topo = load_topology(args.system, nodes=args.nodes, nic=args.nic, routing=args.routing)
     lib = library(args.library or native_library(topo))
     # Validate version and env once, before any output.
     first = lib.choose(args.collective, sizes[0], topo, version=args.lib_version, env=env)

@@ -66,19 +66,30 @@ def preset(name: str, **options) -> Topology:
     return info.build(**options)
 
 
-def load_topology(spec: str, nodes: int | None = None, gpu: str | None = None, nic=None) -> Topology:
+def load_topology(spec: str, nodes: int | None = None, gpu: str | None = None, nic=None, routing=None) -> Topology:
     """A preset name, or a ``.json`` / ``.graphml`` / ``.xml`` (NCCL or RCCL topology dump or hint file) file.
 
     ``nodes`` applies to presets and NCCL XML files (the file's server repeated, its NICs as the
     scale-out links); JSON and GraphML files describe a fixed system. ``gpu`` names the GPU model that
     completes the GPUs of an NCCL hint file (:mod:`topologies.nccl_xml`). ``nic`` (presets only) names
-    the NICs of a multi-node preset, as ``preset(name, nodes=N, nic=...)`` takes it.
+    the NICs of a multi-node preset, as ``preset(name, nodes=N, nic=...)`` takes it. ``routing`` (any
+    system) is :func:`topologies.whatif.set_routing`'s: ``"ecmp"``, ``"adaptive"`` or ``"default"``.
 
     >>> load_topology("mi300x-8").num_devices
     8
     >>> load_topology("atlas800t-a2", nodes=2, nic="roce:400").graph.graph["nic"]["Gbps"]
     400.0
+    >>> load_topology("hgx-h20", nodes=2, routing="ecmp").routing_text()
+    'ecmp on ib (seed 0), adaptive elsewhere'
     """
+    topo = _load(spec, nodes, gpu, nic)
+    if routing is None:
+        return topo
+    from ..whatif import set_routing
+    return set_routing(topo, routing)
+
+
+def _load(spec, nodes, gpu, nic) -> Topology:
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"topology {spec!r}; expected a preset name or a file path")
     if spec in REGISTRY:
