@@ -127,7 +127,8 @@ def nic_text(nic: dict, built: bool = True) -> str:
     """A preset's NIC (``graph["nic"]``) in one line, e.g. ``roce 200 Gb/s x1 = 25.0 GB/s (PCIe attach 32 GB/s)``."""
     per = nic["per_device"]
     share = f" (one NIC per {round(1 / per)} devices)" if per < 1 else ""
-    text = (f"{nic['kind']} {nic['Gbps']:g} Gb/s x{per:g}{share} = {nic['GBps_per_device']:.1f} GB/s "
+    planes = f" over {nic['planes']} planes" if nic.get("planes", 1) > 1 else ""
+    text = (f"{nic['kind']} {nic['Gbps']:g} Gb/s x{per:g}{share}{planes} = {nic['GBps_per_device']:.1f} GB/s "
             f"(PCIe attach {nic['attach_GBps']:g} GB/s)")
     return text if built else text + "; built with --nodes N > 1"
 

@@ -344,17 +344,41 @@ def test_a_failed_spine_reroutes_over_the_other_spines():
     assert after.bus_efficiency < before.bus_efficiency and after.peak_GBps == before.peak_GBps
 
 
+def test_multi_plane_nics_build_independent_planes_that_share_each_nic():
+    one = preset("atlas800t-a2", nodes=4)
+    two = preset("atlas800t-a2", nodes=4, nic="roce:200:1:2")
+    assert two.graph.graph["nic"]["planes"] == 2 and "over 2 planes" in summary(two)
+    plane_switches = {str(n).split(".")[1] for n in two.graph.nodes if str(n).startswith("fab.")}
+    assert plane_switches == {"plane0", "plane1"}
+    nic = "n0.nic0"
+    ports = sorted(d["bw_GBps"] for _, v, d in two.graph.out_edges(nic, data=True) if d["link"] == "roce")
+    assert ports == [12.5, 12.5]                          # 200 Gb/s split over two planes
+    assert scaleout_bw_GBps(two) == scaleout_bw_GBps(one)
+    from topologies.whatif import set_routing
+    # Adaptive: the planes together carry what one plane of full-rate ports does.
+    a1 = simulate("alltoall", 64 * MiB, set_routing(one, "adaptive"), algorithm="pairwise")
+    a2_ = simulate("alltoall", 64 * MiB, set_routing(two, "adaptive"), algorithm="pairwise")
+    assert a2_.time_s == pytest.approx(a1.time_s, rel=1e-9)
+    # A failed plane leaf: the NICs on it reach the fabric over the other plane only.
+    cut = fail_node(set_routing(two, "adaptive"), "fab.plane1.leaf0")
+    slower = simulate("alltoall", 64 * MiB, cut, algorithm="pairwise")
+    assert slower.time_s > a2_.time_s
+
+
 # -- bad input -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("nic,match", [
-    ("roce200", r"nic='roce200': expected KIND:GBPS\[:PER_DEVICE\] with KIND one of ib, roce, tcpx, efa"),
+    ("roce200", r"nic='roce200': expected KIND:GBPS\[:PER_DEVICE\[:PLANES\]\] with KIND one of ib, roce, tcpx, efa"),
     ("roce:fast", r"Gbps 'fast' is not a number"),
     ("roce:-5", r"Gbps=-5.0; expected a line rate"),
     ("roce:inf", r"Gbps=inf"),
     ("nvlink:400", r"unknown NIC kind 'nvlink'"),
     ("roce:200:0.3", r"per_device=0.3; expected an integer 1..64 or a fraction 1/m"),
     ("roce:200:0", r"per_device=0.0"),
-    ("roce:200:1:2", r"expected KIND:GBPS"),
+    ("roce:200:1:2:3", r"expected KIND:GBPS"),
+    ("roce:200:1:0", r"planes=0.0; expected an integer 1..16"),
+    ("roce:200:1:1.5", r"planes=1.5"),
+    ({"kind": "ib", "planes": 17}, r"planes=17"),
     ({"kind": "ib", "speed": 400}, r"unknown key 'speed'"),
     ({"kind": "ib", "Gbps": True}, r"Gbps=True"),
     (400, r"nic=400: expected"),

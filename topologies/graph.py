@@ -287,11 +287,14 @@ class TopologyArrays:
                                  for k, x in zip(kinds, self.nodes)], np.bool_)
         self.num_devices = topo.num_devices
         self._kinds = kinds
-        # Routing (topologies.routing): which edges' switches hash each flow onto one path, and the seed.
+        # Routing (topologies.routing): the edges out of a switch that hashes each flow onto one of them,
+        # and the seed. A NIC spreads its flows over its ports (planes) as its routing does not decide.
         routing = topo.routing
         self.link_routing = {k: _model.routing_mode(k, routing["modes"]) for k in self.link_kinds}
         ecmp_kind = np.array([self.link_routing[k] == "ecmp" for k in self.link_kinds], np.bool_)
-        self.ecmp_edge = ecmp_kind[self.edge_kind] if len(data) else np.zeros(0, np.bool_)
+        is_switch = np.array([k == "switch" for k in kinds], np.bool_)
+        self.ecmp_edge = (ecmp_kind[self.edge_kind] & is_switch[self.edge_src] if len(data)
+                          else np.zeros(0, np.bool_))
         self.routing_seed = int(routing["seed"])
 
     @cached_property

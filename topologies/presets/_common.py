@@ -111,7 +111,10 @@ class ScaleOut:
     traffic); a fraction ``1/m`` (``0.5``, ``0.25``) is one NIC shared by ``m`` devices, modelled as each
     device owning ``1/m`` of it: its share when all of them send, as every device does in a collective
     (an idle neighbour's share is not lent; a shared NIC node would give the devices a path to each
-    other through it, which no library takes). See :func:`parse_nic`.
+    other through it, which no library takes). ``planes`` splits every NIC into that many ports of
+    ``nic_bw_GBps / planes`` each, one on each of as many independent fabrics (a multi-plane
+    fabric: each plane its own leaves and spines; a flow takes one plane or is split over them as the
+    NIC kind's routing says, :mod:`topologies.routing`). See :func:`parse_nic`.
     """
 
     nic_bw_GBps: float          # one NIC's line rate, per direction
@@ -120,6 +123,7 @@ class ScaleOut:
     nic_lat_us: float = NIC_HOP_LAT_US
     attach_lat_us: float = PCIE_LAT_US
     per_device: float = 1.0
+    planes: int = 1
 
     @property
     def nics_per_device(self) -> int:
@@ -138,31 +142,38 @@ class ScaleOut:
 
     def describe(self) -> dict:
         """The NIC as ``ccemu topo show`` lists it (``graph["nic"]`` of a built preset)."""
-        return {"kind": self.nic_link, "Gbps": round(self.nic_bw_GBps * 8, 6), "per_device": self.per_device,
-                "GBps_per_device": self.device_GBps, "attach_GBps": self.attach_bw_GBps}
+        out = {"kind": self.nic_link, "Gbps": round(self.nic_bw_GBps * 8, 6), "per_device": self.per_device,
+               "GBps_per_device": self.device_GBps, "attach_GBps": self.attach_bw_GBps}
+        if self.planes > 1:
+            out["planes"] = self.planes
+        return out
 
 
-_NIC_FORM = ("KIND:GBPS[:PER_DEVICE] with KIND one of {kinds}, e.g. 'roce:200', 'tcpx:200:0.5' or 'efa:100:4' "
-             "(or a dict {{'kind': ..., 'Gbps': ..., 'per_device': ...}}); PER_DEVICE is NICs per device, an "
-             "integer >= 1 or a fraction 1/m for one NIC shared by m devices")
+_NIC_FORM = ("KIND:GBPS[:PER_DEVICE[:PLANES]] with KIND one of {kinds}, e.g. 'roce:200', 'tcpx:200:0.5', "
+             "'efa:100:4' or 'roce:400:1:2' (or a dict {{'kind': ..., 'Gbps': ..., 'per_device': ..., 'planes': ...}}); "
+             "PER_DEVICE is NICs per device, an integer >= 1 or a fraction 1/m for one NIC shared by m devices; "
+             "PLANES the independent fabric planes each NIC's ports are spread over, an integer >= 1")
 MAX_NICS_PER_DEVICE = 64
+MAX_PLANES = 16
 MAX_NIC_Gbps = 100_000.0
 
 
 def parse_nic(nic, default: ScaleOut) -> ScaleOut:
-    """``default`` with the NIC ``nic`` names: ``None`` (the preset's own), ``"KIND:GBPS[:PER_DEVICE]"``
-    or ``{"kind", "Gbps", "per_device"}`` (keys left out keep the preset's). The attach link and the
-    hop latency stay the preset's.
+    """``default`` with the NIC ``nic`` names: ``None`` (the preset's own), ``"KIND:GBPS[:PER_DEVICE[:PLANES]]"``
+    or ``{"kind", "Gbps", "per_device", "planes"}`` (keys left out keep the preset's). The attach link
+    and the hop latency stay the preset's.
 
     >>> d = ScaleOut(50.0, "ib", 64.0)
     >>> parse_nic("roce:200", d).nic_bw_GBps, parse_nic("tcpx:200:0.5", d).device_GBps
     (25.0, 12.5)
     >>> parse_nic({"kind": "efa", "Gbps": 100, "per_device": 4}, d).nics_per_device
     4
+    >>> parse_nic("roce:400:1:2", d).planes
+    2
     >>> parse_nic("roce200", d)
     Traceback (most recent call last):
     ...
-    ValueError: nic='roce200': expected KIND:GBPS[:PER_DEVICE] with KIND one of ib, roce, tcpx, efa, ...
+    ValueError: nic='roce200': expected KIND:GBPS[:PER_DEVICE[:PLANES]] with KIND one of ib, roce, tcpx, efa, ...
     """
     from ..model import NIC_KINDS
 
@@ -171,17 +182,17 @@ def parse_nic(nic, default: ScaleOut) -> ScaleOut:
     form = _NIC_FORM.format(kinds=", ".join(NIC_KINDS))
     if isinstance(nic, str):
         parts = nic.strip().split(":")
-        if len(parts) not in (2, 3):
+        if len(parts) not in (2, 3, 4):
             raise ValueError(f"nic={nic!r}: expected {form}")
-        fields = dict(zip(("kind", "Gbps", "per_device"), parts))
-        for key in ("Gbps", "per_device"):
+        fields = dict(zip(("kind", "Gbps", "per_device", "planes"), parts))
+        for key in ("Gbps", "per_device", "planes"):
             if key in fields:
                 try:
                     fields[key] = float(fields[key])
                 except ValueError:
                     raise ValueError(f"nic={nic!r}: {key} {fields[key]!r} is not a number; expected {form}") from None
     elif isinstance(nic, dict):
-        unknown = sorted(set(nic) - {"kind", "Gbps", "per_device"})
+        unknown = sorted(set(nic) - {"kind", "Gbps", "per_device", "planes"})
         if unknown:
             raise ValueError(f"nic={nic!r}: unknown key {unknown[0]!r}; expected {form}")
         fields = dict(nic)
@@ -203,7 +214,12 @@ def parse_nic(nic, default: ScaleOut) -> ScaleOut:
         raise ValueError(f"nic={nic!r}: per_device={per!r}; expected an integer 1..{MAX_NICS_PER_DEVICE} or a "
                          f"fraction 1/m (0.5, 0.25, ...)")
     per = float(round(per)) if whole else 1.0 / round(1 / per)
-    return ScaleOut(float(gbps) / 8.0, kind, default.attach_bw_GBps, default.nic_lat_us, default.attach_lat_us, per)
+    planes = fields.get("planes", default.planes)
+    if (isinstance(planes, bool) or not isinstance(planes, (int, float)) or planes != int(planes)
+            or not 1 <= planes <= MAX_PLANES):
+        raise ValueError(f"nic={nic!r}: planes={planes!r}; expected an integer 1..{MAX_PLANES}")
+    return ScaleOut(float(gbps) / 8.0, kind, default.attach_bw_GBps, default.nic_lat_us, default.attach_lat_us, per,
+                    int(planes))
 
 
 def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph, int, int], list],
@@ -243,7 +259,7 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
         devs = build_node(g, s, first)
         if s == 0:  # one server built: refuse a system too large before building the others
             check_size(base, nodes, len(devs), g.number_of_nodes(), g.number_of_edges(), fabric=fabric,
-                       oversubscription=oversubscription, leaf_ports=leaf_ports, nics_per_device=k)
+                       oversubscription=oversubscription, leaf_ports=leaf_ports, nics_per_device=k * scaleout.planes)
         first += len(devs)
         if nodes == 1:
             continue
@@ -255,11 +271,16 @@ def build_system(preset_name: str, nodes: int, build_node: Callable[[nx.DiGraph,
                          link="pcie")
                 nics.append((s, j * k + i, nic_node))
     if nodes > 1:
-        add_fabric(g, nics, fabric=fabric, bw_GBps=scaleout.port_GBps, lat_us=scaleout.nic_lat_us,
-                   link=scaleout.nic_link, leaf_ports=leaf_ports, oversubscription=float(oversubscription))
+        for plane in range(scaleout.planes):   # independent fabrics, each with its share of every NIC
+            add_fabric(g, nics, fabric=fabric, bw_GBps=scaleout.port_GBps / scaleout.planes,
+                       lat_us=scaleout.nic_lat_us, link=scaleout.nic_link, leaf_ports=leaf_ports,
+                       oversubscription=float(oversubscription),
+                       prefix="fab" if scaleout.planes == 1 else f"fab.plane{plane}")
     if nic is not None:
         description += (f"; NIC set to {scaleout.nic_link} {scaleout.nic_bw_GBps * 8:g} Gb/s "
                         f"x{scaleout.per_device:g} per device")
+        if scaleout.planes > 1:
+            description += f" over {scaleout.planes} planes"
     g.graph.update(preset=preset_name, nodes=nodes, description=description, sources=list(sources),
                    nic=scaleout.describe())
     if nodes > 1:
