@@ -388,3 +388,13 @@ def test_tune_defaults_to_the_vendors_library_and_takes_env(capsys):
 def test_tune_errors_are_one_line_value_errors(argv, match):
     with pytest.raises(ValueError, match=match):
         run_tune(argv + ["-b", "1K", "-e", "1K"])
+
+
+def test_nccl_on_servers_of_different_sizes_runs_a_tree_where_it_would_compose_two_levels():
+    from topologies.whatif import take_devices
+    from topologies import preset
+    t = take_devices(preset("gb200-nvl72", nodes=8), 512)      # 7 racks of 72 and one of 8
+    r = collectives.simulate("allreduce", 256 << 20, t)
+    choice = r.library_choice
+    assert (choice.library, choice.algorithm) == ("nccl", "NVLSTree")    # NVLS inside racks, trees across
+    assert r.algorithm == "tree" and "servers of equal size" in choice.ccemu_note

@@ -898,6 +898,9 @@ class NCCLModel:
             if collective == "allreduce":
                 return "in_network", {}, True, "exact: the NVSwitch reduces and multicasts (in_network)"
             return "direct", {}, False, "approximate: NVLS AllGather/ReduceScatter as a one-shot mesh (no multicast)"
+        if algo in ("NVLSTree", "CollNetDirect", "CollNetChain") and not si.uniform:
+            return "tree", {"channels": nch}, False, (f"approximate: {algo} as ccemu's tree, since its two-level "
+                                                      "composition needs servers of equal size and these differ")
         if algo == "NVLSTree":
             return ("hierarchical", {"intra": "direct", "inter": "halving_doubling"}, False,
                     "approximate: hierarchical has no in_network intra part; direct inside, halving-doubling across")
