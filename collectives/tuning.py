@@ -11,7 +11,10 @@ algorithm declares:
   (:func:`~collectives.algorithms.pipeline.coprime_strides`), which use disjoint links: default one
   channel per such stride. Rings that take ``orders`` run on a full mesh as ``orders="mesh"``
   instead, one channel per ring of :func:`~collectives.algorithms.pipeline.mesh_rings`, which use
-  every link (the strides reach 4 of 7 links at P = 8). Elsewhere (switch, ring, clusters) 1.
+  every link (the strides reach 4 of 7 links at P = 8). On servers of equal size joined by a NIC
+  fabric they run as ``orders="rails"``, one channel per local rank and stride pair
+  (:func:`rail_channels`), so that every NIC of every server carries a channel, as NCCL's rings do.
+  Elsewhere (switch, ring, uneven clusters) 1.
 - ``chunks`` of a pipelined algorithm (one declaring a ``pipeline`` shape ``E`` steps deep): the
   ``C`` minimising ``(E + C) * (alpha + n / C * beta)``, that is ``C = sqrt(E * n * beta / alpha)``,
   clamped to ``1..MAX_CHUNKS``. Other algorithms keep their declared ``chunks`` (ring allreduce,
@@ -49,7 +52,11 @@ def default_params(collective: str, algorithm: str, topology, nbytes: int | None
     out = {k: v for k, v in alg.params.items() if v is not None}
     if "channels" in out and alg.channels == "strides":
         P = topology.num_devices
-        if P > 2 and is_full_mesh(topology):
+        rails = rail_channels(topology) if "orders" in out else 0
+        if rails:
+            out["orders"] = "rails"
+            out["channels"] = rails
+        elif P > 2 and is_full_mesh(topology):
             if "orders" in out:
                 out["orders"] = "mesh"
                 out["channels"] = len(mesh_rings(P))
@@ -58,6 +65,36 @@ def default_params(collective: str, algorithm: str, topology, nbytes: int | None
     if "chunks" in out and alg.pipelined:
         out["chunks"] = pipeline_chunks(alg, topology, nbytes, out.get("channels", 1))
     return out
+
+
+def rail_channels(topology) -> int:
+    """Channels of ``orders="rails"`` rings on ``topology`` (:func:`rail_channel_count` of its server
+    size); 0 when it is not several servers of equal size.
+
+    >>> from topologies import preset
+    >>> rail_channels(preset("hgx-h20", nodes=2)), rail_channels(preset("hgx-h20"))
+    (16, 0)
+    """
+    cache = topology.__dict__.get("_ccemu_rail_channels")
+    if cache is None:
+        from .algorithms.hierarchical import node_groups
+        try:
+            cache = rail_channel_count(node_groups(topology, topology.num_devices).shape[1])
+        except registry.AlgorithmUnavailable:
+            cache = 0
+        topology.__dict__["_ccemu_rail_channels"] = cache
+    return cache
+
+
+def rail_channel_count(L: int) -> int:
+    """Rail rings that use every NIC of servers of ``L`` devices and, on full-mesh servers, every pair
+    of coprime strides: ``L`` per pair ``(s, L - s)`` (module :mod:`collectives.algorithms.ring`).
+
+    >>> rail_channel_count(8), rail_channel_count(16), rail_channel_count(3)
+    (16, 64, 3)
+    """
+    pairs = len([s for s in coprime_strides(L) if s <= L - s]) if L % 2 == 0 else 1
+    return L * max(1, pairs)
 
 
 def pipeline_chunks(alg, topology, nbytes, channels=1) -> int:

@@ -318,11 +318,30 @@ def test_in_network_beats_rings_on_a_reducing_switch():
     assert best.busbw_GBps > 1.5 * ring.busbw_GBps
 
 
-def test_hierarchical_beats_a_flat_ring_across_servers():
+def test_hierarchical_beats_a_flat_ring_that_crosses_servers_on_one_nic():
     topo = two_level(4, 8, fabric="switch")
-    flat = collectives.simulate("allreduce", BIG, topo, algorithm="ring")
+    flat = collectives.simulate("allreduce", BIG, topo, algorithm="ring", orders="strides", channels=1)
     hier = collectives.simulate("allreduce", BIG, topo, algorithm="hierarchical")
     assert hier.time_s < 0.5 * flat.time_s
+
+
+def test_rail_rings_cross_servers_on_every_nic():
+    """The default multi-server ring: channel c crosses on rails c and c + s_c, so the 8 NICs of every
+    server each carry the ring's traffic; a flat stride ring crosses on one NIC per server."""
+    from collectives.algorithms.ring import rail_rings
+    topo = two_level(4, 8, fabric="switch")
+    rails = collectives.simulate("allreduce", BIG, topo, algorithm="ring")
+    assert rails.params == {"channels": 16, "chunks": 1, "orders": "rails"}
+    strides = collectives.simulate("allreduce", BIG, topo, algorithm="ring", orders="strides", channels=16)
+    assert rails.time_s < strides.time_s / 2
+    orders = rail_rings(topo, 32, 8)
+    node = np.arange(32) // 8
+    for o in orders:                                   # every hop between servers joins one local rank
+        a, b = o, np.roll(o, -1)
+        cross = node[a] != node[b]
+        assert np.array_equal(a[cross] % 8, b[cross] % 8)
+    senders = {(int(a) // 8, int(a) % 8) for o in orders for a, b in zip(o, np.roll(o, -1)) if a // 8 != b // 8}
+    assert senders == {(n, r) for n in range(4) for r in range(8)}
 
 
 def test_tree_has_fewer_steps_than_a_ring_for_small_messages():

@@ -13,6 +13,16 @@ Parameters (tuned for a topology by :func:`collectives.tuning.default_params`):
   ``"mesh"`` for the rings of :func:`~collectives.algorithms.pipeline.mesh_rings`, which together
   use every link of a full mesh alike (RCCL's 8-GPU xGMI rings); channel ``c`` is mesh ring
   ``c mod R``, so ``channels = R`` spreads the data evenly. The tuned default on a full mesh.
+  ``"rails"`` (servers of equal size joined by a NIC fabric): every channel crosses between servers
+  rail to rail, as NCCL's rings do on a rail-optimised fabric. Inside a server of ``L`` devices
+  channel ``c`` steps by ``s_c``; it walks an even server from local rank ``c + s_c`` to ``c`` and an
+  odd server backwards from ``c`` to ``c + s_c``, so each hop between servers joins the two NICs of
+  one rail (with an odd server count the hop that closes the ring crosses rails). Channels
+  ``0..L-1`` alternate the strides ``1`` and ``L - 1``, channels ``L..2L-1`` the next pair of
+  coprime strides, and so on: the rails ``c`` (even servers send) and ``c + s_c`` (odd servers send)
+  of channels ``0..L-1`` are each one of every rail, so those channels send over every NIC of every
+  server, and on a full mesh inside the servers more channels take more of its links. Needs the
+  topology.
 - ``chunks``: the data of each channel is cut into ``chunks`` pieces that go round the ring one
   after the other (NCCL's loop over ``nranks * chunkSize`` slices). Every link is busy in every step
   anyway, so more chunks only add steps; 1 by default.
@@ -33,10 +43,10 @@ import numpy as np
 
 from ..registry import AlgorithmUnavailable, algorithm, resolve_params
 from ..schedule import Phase, Schedule, split
-from .pipeline import (DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, mesh_rings, pipeline_phases,
-                       ring_orders)
+from .pipeline import (DATA_PLANE_CHUNKS, chain_pipeline, check_count_param, coprime_strides, mesh_rings,
+                       pipeline_phases, ring_orders)
 
-ORDERS = ("strides", "mesh")
+ORDERS = ("strides", "mesh", "rails")
 
 
 def _ring_params(collective, P, count, topology, params):
@@ -80,9 +90,14 @@ def _around(orders, avoid, tries=4096):
 class _Rings:
     """``channels`` rings of P devices as flat transfer arrays (channel-major)."""
 
-    def __init__(self, P, channels, orders="strides", avoid=()):
+    def __init__(self, P, channels, orders="strides", avoid=(), topology=None):
         self.P = P
-        if orders == "mesh":
+        if orders == "rails":
+            if avoid:
+                raise AlgorithmUnavailable("orders='rails' with a lost link: use orders='strides', whose rings "
+                                           "are laid around it")
+            self.orders = rail_rings(topology, P, channels)
+        elif orders == "mesh":
             if avoid:
                 raise AlgorithmUnavailable("orders='mesh': the mesh rings use every link, and a lost link is "
                                            "avoided (on_lost='ring'); use orders='strides'")
@@ -112,6 +127,33 @@ class _Rings:
         return Phase(name, self.src, self.dst, chunks, reduce=reduce, repeat=P - 1)
 
 
+def rail_rings(topology, P, channels) -> np.ndarray:
+    """``(channels, P)`` ring orders crossing between servers rail to rail (module doc, ``"rails"``).
+
+    >>> from topologies import preset
+    >>> o = rail_rings(preset("hgx-h20", nodes=2), 16, 2)
+    >>> o[0].tolist()                  # stride 1: 0 -> 8 on rail 0, 9 -> 1 on rail 1
+    [1, 2, 3, 4, 5, 6, 7, 0, 8, 15, 14, 13, 12, 11, 10, 9]
+    >>> o[1].tolist()                  # stride 7: 1 -> 9 on rail 1, 8 -> 0 on rail 0
+    [0, 7, 6, 5, 4, 3, 2, 1, 9, 10, 11, 12, 13, 14, 15, 8]
+    """
+    if topology is None:
+        raise AlgorithmUnavailable("orders='rails' needs the topology (which devices share a server)")
+    from .hierarchical import node_groups
+    groups = node_groups(topology, P)           # (servers, L); AlgorithmUnavailable on one or uneven servers
+    L = groups.shape[1]
+    strides = coprime_strides(L)                 # 1, L - 1, then the other pairs s, L - s
+    pairs = [(s, L - s) for s in strides if s <= L - s] if L % 2 == 0 else [(1, 1)]
+    out = np.empty((channels, P), dtype=np.int64)
+    for c in range(channels):
+        pair = pairs[(c // L) % len(pairs)]
+        s = pair[c % 2]
+        even = (c + s + s * np.arange(L)) % L     # from c + s to c
+        odd = (c - s * np.arange(L)) % L          # from c back to c + s
+        out[c] = np.concatenate([groups[n, even if n % 2 == 0 else odd] for n in range(len(groups))])
+    return out
+
+
 def _slot_chunks(P, count, pieces):
     """Every slot of ``count`` elements cut into ``pieces`` chunks: chunk ``slot * pieces + i``."""
     off, ln = split(count, pieces)
@@ -129,13 +171,13 @@ def ring_allreduce(spec, P, count, root=0, topology=None, **params):
     off, ln = split(count, chunks * channels * P)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels, orders, _avoid(topology))
+        rings = _Rings(P, channels, orders, _avoid(topology), topology)
         for loop in range(chunks):
             def cid(chan, b, loop=loop):
                 return (loop * channels + chan) * P + b
             phases += [rings.phase("reduce-scatter", cid, True), rings.phase("allgather", cid, False)]
     return Schedule(spec.name, "ring", P, count, count, off, ln, phases, root,
-                    info={"channels": channels, "chunks": chunks})
+                    info={"channels": channels, "chunks": chunks, "orders": orders})
 
 
 def _slot_ring(spec, P, count, root, topology, params, reduce):
@@ -145,7 +187,7 @@ def _slot_ring(spec, P, count, root, topology, params, reduce):
     off, ln = _slot_chunks(P, count, pieces)
     phases = []
     if P > 1:
-        rings = _Rings(P, channels, orders, _avoid(topology))
+        rings = _Rings(P, channels, orders, _avoid(topology), topology)
         for loop in range(chunks):
             # Ring position p must end with (reduce-scatter) / start from (allgather) its own slot.
             def cid(chan, b, loop=loop):

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from . import (MODELLED_COLLECTIVES, Candidate, Choice, check_call, check_env, check_version, ring_channel_cap, system,
                tuned_as)
 from .. import registry
+from ..tuning import rail_channel_count
 from ..algorithms.pipeline import coprime_strides
 
 NAME = "nccl"
@@ -883,11 +884,15 @@ class NCCLModel:
             return "ring", {"channels": cap, "orders": "mesh"}, False, (
                 f"approximate: ring over ccemu's {cap} mesh rings, which use every link alike, as the library's "
                 "ring orders on a full mesh do (libraries.md 2.2); its channels are CTAs on those orders")
+        if (algo == "Ring" and si.nodes > 1 and si.uniform and si.ppn > 1
+                and "orders" in registry.info(collective, "ring").params):
+            rails = rail_channel_count(si.ppn)
+            return "ring", {"channels": min(channels or 1, rails), "orders": "rails"}, False, (
+                f"approximate: ring over min(NCCL's {channels}, {rails}) rail rings, each crossing between "
+                "servers rail to rail as NCCL's rings do on a rail-optimised fabric")
         if algo == "Ring":
             note = (f"ring with channels = min(NCCL's {channels}, the {cap} link-disjoint rings ccemu has here); "
                     "ccemu's channels are rings on index strides, NCCL's are CTAs on one ring order")
-            if si.nodes > 1:
-                note += "; across servers ccemu's rings cross on at most 2 NICs, NCCL's on every rail"
             return "ring", {"channels": nch}, False, "approximate: " + note
         if algo == "Tree":
             if si.nodes == 1 and si.full_mesh:   # trees take the stride orders: one per coprime stride
