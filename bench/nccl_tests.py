@@ -117,6 +117,9 @@ def register(sub):
       "(cputime), as nccl-tests reports CPU time; algbw and busbw stay emulated")
     a("-S", "--report_timestamps", type=int, default=0, help="1: a timestamp after each row")
     a("-J", "--output_file", default=None, help="also write nccl-tests' JSON layout (plus a ccemu block) here")
+    a("--trace", default=None, metavar="FILE.json",
+      help="also write a Chrome/Perfetto trace of the largest size's emulated call (first datatype, op and root "
+           "of the sweep): each device's transfers and each link's busy time, step by step")
     a("-a", "--average", type=int, default=1, choices=[0, 1, 2, 3],
       help="host times across ranks: 0 rank 0, 1 mean, 2 min, 3 max")
     a("-R", "--local_register", type=int, default=0, help="0-4: no-op")
@@ -162,7 +165,7 @@ def register(sub):
 # dest -> flag of every argument of ``ccemu bench`` (filled by register), for the rank agreement.
 _FLAGS: dict = {}
 # Arguments that may differ between ranks: only rank 0 writes the JSON file.
-_RANK_LOCAL = ("func", "output_file", "command", "_argv")
+_RANK_LOCAL = ("func", "output_file", "trace", "command", "_argv")
 
 
 # -- names ------------------------------------------------------------------------------------------
@@ -377,7 +380,8 @@ def main(args) -> int:
                   f"collectives.run(..., {', '.join(spec.call_params)}=)); #wrong is N/A", file=sys.stderr)
         args.model_only = True
     # Only rank 0 writes the JSON file (every rank with --model-only, which runs no MPI).
-    check_output_paths(("-J", args.output_file if args.model_only or world_rank == 0 else None))
+    check_output_paths(("-J", args.output_file if args.model_only or world_rank == 0 else None),
+                       ("--trace", args.trace if args.model_only or world_rank == 0 else None))
     sizes = sizes_from(args)
     names = [n for n in TYPE_ORDER if n in dtypes.nccl_names()]
     types = [dtypes.canonical(t) for t in _choices(args.datatype, names, "datatype", NOT_YET_TYPES)]
@@ -442,6 +446,11 @@ def main(args) -> int:
     out.footer(errors, avg_bus, min_bw, bw_ok, types)
     if args.output_file and rank == 0:
         write_atomic(args.output_file, json.dumps(_json(run, rows, errors, avg_bus, min_bw, bw_ok), indent=1) + "\n")
+    if args.trace and rank == 0 and sizes:
+        from collectives.trace import trace
+        doc = trace(spec.name, max(sizes), topo, algorithm=args.algo, dtype=types[0], op=ops[0], root=roots[0],
+                    library=args.library)
+        write_atomic(args.trace, json.dumps(doc, separators=(",", ":")) + "\n")
     return 1 if errors or not bw_ok else 0
 
 

@@ -163,6 +163,9 @@ class StepDetail:
     kind_mask: np.ndarray
     edge_ids: np.ndarray
     edge_bytes: np.ndarray
+    #: The transfers' endpoints (node ids of the timer's arrays; transfers between one pair merged).
+    src: np.ndarray | None = None
+    dst: np.ndarray | None = None
 
 
 class StepSolver:
@@ -229,7 +232,7 @@ class StepSolver:
             else:
                 data = plan.solve_step(self.link.capacity_Bps, unit)
             ids, per_edge = _edge_bytes(routes, unit)
-            hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {}, plan)
+            hit = _Pattern(routes, unit, data, routes.kind_mask(self.arrays.edge_kind), ids, per_edge, {}, plan, s, d)
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[key] = hit
@@ -249,6 +252,8 @@ class _Pattern:
     edge_bytes: np.ndarray
     lat_s: dict
     staged: "StagedPlan | None" = None
+    src: np.ndarray | None = None
+    dst: np.ndarray | None = None
 
 
 def _edge_bytes(routes, nbytes):
@@ -300,7 +305,8 @@ class StepTimer:
                 pat.lat_s[self.protocol] = lat
             data = pat.data_s * (scale / self.factor)
             out = (float((data + lat).max()),
-                   StepDetail(pat.unit * scale, lat, data, pat.kind_mask, pat.edge_ids, pat.edge_bytes * scale))
+                   StepDetail(pat.unit * scale, lat, data, pat.kind_mask, pat.edge_ids, pat.edge_bytes * scale,
+                              pat.src, pat.dst))
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out
