@@ -50,11 +50,11 @@ EXECUTABLES = {
 #: hccl_test executables without a ccemu collective yet.
 NOT_YET = ("alltoallv_test", "scatter_test")
 
-#: hccl_test's -d names -> ccemu dtype (None: hccl_test has it, ccemu does not).
+#: hccl_test's -d names -> ccemu dtype.
 DTYPE_NAMES = {
     "fp32": "float32", "fp16": "float16", "bfp16": "bfloat16", "bf16": "bfloat16", "fp64": "float64",
     "int8": "int8", "int32": "int32", "int64": "int64", "uint8": "uint8", "uint32": "uint32", "uint64": "uint64",
-    "int16": None, "uint16": None,
+    "int16": "int16", "uint16": "uint16",
 }
 OPS = ("sum", "prod", "max", "min")
 
@@ -107,9 +107,6 @@ def hccl_dtype(name: str) -> str:
     """The ccemu dtype of hccl_test's ``-d`` name."""
     if name not in DTYPE_NAMES:
         raise UsageError(f"-d {name}: unknown data type; expected one of {', '.join(DTYPE_NAMES)}")
-    if DTYPE_NAMES[name] is None:
-        raise UsageError(f"-d {name}: ccemu does not have {name} yet; expected one of "
-                         f"{', '.join(k for k, v in DTYPE_NAMES.items() if v)}")
     return DTYPE_NAMES[name]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import dtypes, kernels, registry
 from .collective import np_reduce
-from .ops import check_op
+from .ops import check_op, check_pair, kernel_op
 from .registry import build_schedule
 from .executors import local
 from .schedule import Schedule
@@ -32,12 +32,19 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     algorithm : str
         A name from ``collectives.list_algorithms(collective)``.
     op : str
-        ``sum``, ``prod``, ``min``, ``max`` or ``avg`` (ignored by data-movement collectives).
+        ``sum``, ``prod``, ``min``, ``max``, ``avg``, ``mulsum`` (nccl-tests': each device's input
+        times 1 on even devices, 2 on odd ones, then summed), or MPI's ``land``, ``lor``, ``lxor``,
+        ``band``, ``bor``, ``bxor``, ``maxloc``, ``minloc``; ``ValueError`` for an op the dtype does
+        not take (:func:`collectives.ops.check_pair`). Ignored by data-movement collectives.
     root : int
         Root device of broadcast and reduce: an integer ``0 <= root < P`` (``TypeError`` for
         anything else, including ``bool``; ``ValueError`` out of range), checked for every collective.
     dtype : str, optional
-        ``"bfloat16"`` to treat a uint16 array as bfloat16 bit patterns; otherwise ``data.dtype``.
+        For the dtypes numpy has none of: ``"bfloat16"`` for a uint16 array of bfloat16 bit patterns,
+        ``"float8_e4m3"``/``"float8_e5m2"`` (nccl-tests' ``f8e4m3``/``f8e5m2``) for a uint8 array of
+        fp8 bit patterns (or pass ml_dtypes' ``float8_e4m3fn``/``float8_e5m2`` arrays as they are).
+        Otherwise ``data.dtype`` decides (:data:`collectives.dtypes.TABLE`: integers, floats, bool,
+        complex, and MPI's pair types as the structured dtypes mpi4py's ``dtlib`` gives them).
     **params
         The algorithm's parameters, and the call's own (alltoallv: ``counts``, a P x P matrix of
         element counts, ``counts[i][j]`` from device i to j; without it every row is cut evenly).
@@ -112,28 +119,43 @@ def prepare(collective: str, data, algorithm: str = "ring", op: str = "sum", roo
     registry.builder(collective, algorithm)
     check_op(op)
     data, name = check_data(data, dtype)
+    if spec.reduces:
+        check_pair(name, op)
     P = data.shape[0]
     root = registry.check_root(root, P)
     count, params = spec.resolve_call(data.shape, P, params)
     schedule = build_schedule(collective, algorithm, P, count, root, **params)
-    buf = spec.load_for(schedule, as_storage(data, name))
+    buf = load_inputs(spec, schedule, data, name, op)
     if schedule.endpoints:  # rows for switches that take part (in-network reduction)
         buf = np.concatenate([buf, np.zeros((len(schedule.endpoints), buf.shape[1]), buf.dtype)])
-    opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
+    opc = kernel_op(op) if spec.reduces else kernels.SUM
     return Prepared(spec, schedule, buf, op, opc, dtypes.kernel_format(name), data.dtype)
+
+
+def load_inputs(spec, schedule, data, name, op, first: int = 0) -> np.ndarray:
+    """The work buffers of devices ``first .. first + k - 1`` holding ``data`` (their k input rows) in
+    kernel storage; for ``mulsum`` each row first times its device's scalar
+    (:func:`collectives.kernels.premultiply`), as NCCL premultiplies each input."""
+    rows = as_storage(data, name)
+    if spec.reduces and op == "mulsum":
+        rows = kernels.premultiply(rows, dtypes.kernel_format(name), first)
+    return spec.load_for(schedule, rows, first)
 
 
 def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None, **call) -> np.ndarray:
     """The numpy result of ``collective`` on ``data`` (what :func:`run` must return, bit for bit).
 
     Reductions combine the devices in order from device 0 with the kernels' rules
-    (:func:`collectives.collective.np_reduce`); float16 and bfloat16 are widened to float32 and
-    rounded back after every step, as the kernels do. Arguments are checked as :func:`run` does.
-    ``call``: the collective's call parameters (alltoallv: ``counts``).
+    (:func:`collectives.collective.np_reduce`, and :func:`np_combine` for what it does not cover);
+    float16, bfloat16 and the fp8 formats are widened to float32 and rounded back after every step, as
+    the kernels do; ``mulsum`` sums the inputs premultiplied by their device's scalar. Arguments are
+    checked as :func:`run` does. ``call``: the collective's call parameters (alltoallv: ``counts``).
     """
     spec = registry.collective(collective)
     check_op(op)
     data, name = check_data(data, dtype)
+    if spec.reduces:
+        check_pair(name, op)
     root = registry.check_root(root, data.shape[0])
     unknown = sorted(set(call) - set(spec.call_params))
     if unknown:
@@ -141,20 +163,97 @@ def reference(collective: str, data, op: str = "sum", root: int = 0, dtype=None,
         raise TypeError(f"reference() got {unknown[0]!r}; {collective} {takes}")
     spec.resolve_call(data.shape, data.shape[0], call)
     call = {k: v for k, v in call.items() if v is not None}
-    if name in ("float16", "bfloat16") and spec.reduces:
-        wide, narrow = ((kernels._half_widen, kernels._half_bits) if name == "float16"
-                        else (kernels._bf16_widen, kernels._bf16_bits))
-        bits = as_storage(data, name)
-        out = spec.reference(bits, op, root, reducer=lambda d, o: np_reduce(d, o, widen=wide, narrow=narrow), **call)
-        return out.view(data.dtype)
-    return spec.reference(data, op, root, **call)
+    if not spec.reduces:
+        return spec.reference(data, op, root, **call)
+    fmt = dtypes.kernel_format(name)
+    # Pairs reduce field by field on the caller's structured dtype, the rest on the kernels' storage.
+    values = data if dtypes.kind(name) == "pair" else as_storage(data, name)
+    if op == "mulsum":
+        values, op = kernels.premultiply(values, fmt), "sum"
+    out = spec.reference(values, op, root, reducer=lambda d, o: np_combine(d, o, fmt), **call)
+    return out.view(data.dtype) if out.dtype != data.dtype else out
+
+
+def np_combine(data: np.ndarray, op: str, fmt: int = dtypes.NATIVE) -> np.ndarray:
+    """numpy reference of a reduction over the rows of ``data`` (kernel storage of format ``fmt``, or a
+    pair type's structured array), combined in order from row 0 with the kernels' rules.
+
+    :func:`collectives.collective.np_reduce` for sum, prod, min, max and avg of integers and floats;
+    the logical and bitwise ops, complex sums and products, and maxloc/minloc here (a single row comes
+    back as it is, as from the kernels, which combine nothing).
+
+    >>> np_combine(np.array([[2, 0, 3], [5, 0, 0]], np.int16), "lor").tolist()
+    [1, 0, 1]
+    >>> np_combine(np.array([[1 + 2j], [3 - 1j]], np.complex64), "prod").tolist()
+    [(5+5j)]
+    """
+    data = np.asarray(data)
+    if data.dtype.names:
+        return _fold(data, lambda a, b: _np_loc(a, b, op))
+    if op in LOGICAL_OR_BITWISE:
+        return _fold(data, lambda a, b: LOGICAL_OR_BITWISE[op](a, b).astype(a.dtype))
+    if data.dtype.kind == "c":
+        return _fold(data, lambda a, b: _np_complex(a, b, op))
+    widen, narrow = kernels.WIDEN_NARROW.get(fmt, (None, None))
+    return np_reduce(data, op, widen=widen, narrow=narrow)
+
+
+LOGICAL_OR_BITWISE = {
+    "land": lambda a, b: (a != 0) & (b != 0), "lor": lambda a, b: (a != 0) | (b != 0),
+    "lxor": lambda a, b: (a != 0) != (b != 0),
+    "band": np.bitwise_and, "bor": np.bitwise_or, "bxor": np.bitwise_xor,
+}
+
+
+def _fold(data, combine):
+    acc = np.ascontiguousarray(data[0]).copy()
+    for row in data[1:]:
+        acc = combine(acc, np.ascontiguousarray(row))
+    return acc
+
+
+def _pairwise(a, b, op):
+    """``a op b`` element-wise with the kernels' float rules (np_reduce of the two rows)."""
+    return np_reduce(np.stack([a, b]), op)
+
+
+def _np_complex(a, b, op):
+    ar, ai, br, bi = a.real, a.imag, b.real, b.imag
+    if op == "sum":
+        re, im = _pairwise(ar, br, "sum"), _pairwise(ai, bi, "sum")
+    else:  # prod, as the kernels write it so that it commutes bit for bit
+        with np.errstate(invalid="ignore"):
+            re = _pairwise(ar, br, "prod") - _pairwise(ai, bi, "prod")
+        im = _pairwise(_pairwise(ar, bi, "prod"), _pairwise(ai, br, "prod"), "sum")
+    out = np.empty_like(a)
+    out.real, out.imag = re, im
+    return out
+
+
+def _bits(v):
+    return np.ascontiguousarray(v).view(f"u{v.dtype.itemsize}") if v.dtype.kind == "f" else v
+
+
+def _np_loc(a, b, op):
+    """maxloc/minloc of two structured (value, index) rows; a new row, padding zero."""
+    value, index = a.dtype.names
+    va, ia, vb, ib = a[value], a[index], b[value], b[index]
+    with np.errstate(invalid="ignore"):
+        v = _pairwise(va, vb, "max" if op == "maxloc" else "min")
+        tie = (va == vb) | (_bits(va) == _bits(vb))
+    out = np.zeros(a.shape, a.dtype)
+    out[value] = v
+    out[index] = np.where(tie, np.minimum(ia, ib), np.where(_bits(v) == _bits(va), ia, ib))
+    return out
 
 
 def check_data(data, dtype):
     """``(data, dtype name)`` for a (devices, elements) input array; ``TypeError``/``ValueError`` otherwise.
 
     ``data`` comes back in native byte order: a non-native array (``">f4"`` on a little-endian
-    machine) is converted to a new array; the caller's is never modified.
+    machine) is converted to a new array; the caller's is never modified. A ``dtype`` numpy lacks
+    (bfloat16, the fp8 formats) names what ``data``'s storage bit patterns (uint16, uint8) hold;
+    otherwise ``data.dtype`` decides.
 
     >>> check_data(np.arange(2, dtype=">i4").reshape(1, 2), None)
     (array([[0, 1]], dtype=int32), 'int32')
@@ -165,21 +264,30 @@ def check_data(data, dtype):
         raise ValueError(f"data has shape {data.shape}; expected (devices, elements) with at least one device")
     if not data.dtype.isnative:  # the kernels and as_storage's views read native order: convert (a copy)
         data = data.astype(data.dtype.newbyteorder("="))
-    if dtype is not None and dtypes.canonical(dtype) == "bfloat16":
-        if data.dtype != np.uint16:
-            raise TypeError(f"bfloat16 data must be held as uint16 bit patterns, got {data.dtype}")
-        return data, "bfloat16"
+    if dtype is not None and dtypes.bits_only(dtype):  # a type numpy lacks, held as its storage bits
+        name, held = dtypes.canonical(dtype), dtypes.storage(dtype)
+        if data.dtype != held and _name_of(data.dtype) != name:
+            raise TypeError(f"{name} data must be held as {held} bit patterns, got {data.dtype}")
+        return data, name
     name = dtypes.canonical(data.dtype)
     return data, name
 
 
+def _name_of(dt) -> str | None:
+    try:
+        return dtypes.canonical(dt)
+    except ValueError:
+        return None
+
+
 def as_storage(data, name):
-    """``data`` viewed as the kernels' storage type of dtype ``name`` (16-bit floats as uint16)."""
+    """``data`` viewed as the kernels' storage type of dtype ``name`` (16-bit floats as uint16, fp8 and
+    bool as uint8, pair types as one uint64 or complex128 word)."""
     st = dtypes.storage(name)
     return data.view(st) if data.dtype != st else data
 
 
 from .timing import SimResult, peak_bw_GBps, simulate  # noqa: E402  (the time plane, re-exported)
 
-__all__ = ["run", "prepare", "Prepared", "reference", "check_data", "as_storage", "build_schedule", "simulate",
-           "SimResult", "peak_bw_GBps"]
+__all__ = ["run", "prepare", "Prepared", "reference", "np_combine", "check_data", "as_storage", "load_inputs",
+           "build_schedule", "simulate", "SimResult", "peak_bw_GBps"]

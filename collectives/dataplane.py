@@ -46,16 +46,25 @@ def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=
     small integers, so every order of reduction is exact.
 
     Values are -1, 0 or 1 (0..2 for unsigned types; +-1 for prod), which keeps sums of up to 256
-    devices exact even in bfloat16. Element ``i`` is ``(d + i) mod 3 - 1`` (for prod, -1 where
-    ``(7 d + i) mod 5 == 0``, else 1): periodic in ``i``, so runs of columns are tiled, not computed.
+    devices exact even in bfloat16 (``mulsum`` doubles them on odd devices: up to 128). Element ``i``
+    is ``(d + i) mod 3 - 1`` (for prod, -1 where ``(7 d + i) mod 5 == 0``, else 1): periodic in ``i``,
+    so runs of columns are tiled, not computed. fp8 keeps few integers exact (E5M2 none past 8), so
+    there every column holds one -1 and one 1 over the P devices, zeros elsewhere (element ``i`` is
+    ``[-1, 0, 1, 0, ...][(d + i) mod max(P, 3)]``): every partial sum is -1, 0 or 1 (-2..2 for mulsum).
 
     >>> from collectives import registry
     >>> device_input(registry.collective("allreduce"), 4, 6, "int32", "sum", 1).tolist()
     [0, 1, -1, 0, 1, -1]
+    >>> device_input(registry.collective("allreduce"), 4, 6, "float8_e4m3", "sum", 1).tolist()  # E4M3 bits
+    [0, 56, 0, 184, 0, 56]
     """
     i = np.arange(spec.input_shape(P, count)[1], dtype=np.int64) if columns is None else np.asarray(columns)
     if op == "prod":
         period, first, base = 5, 7 * d, np.array([-1, 1, 1, 1, 1])
+    elif dtypes.kernel_format(dtype) in (dtypes.E4M3, dtypes.E5M2):
+        period, first = max(P, 3), d
+        base = np.zeros(period, np.int64)
+        base[0], base[2] = -1, 1
     else:
         period, first, base = 3, d, np.array([0, 1, 2]) - (0 if dtype.startswith("uint") else 1)
     base = _as_dtype(base, dtype)
@@ -80,9 +89,13 @@ def _tile(out: np.ndarray, pattern: np.ndarray) -> None:
 
 
 def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Small integers in the storage of ``dtype`` (bfloat16 as its uint16 bit patterns)."""
+    """Small integers in the storage of ``dtype`` (bfloat16 and fp8 as their bit patterns)."""
     if dtype == "bfloat16":
         return (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    fmt = dtypes.kernel_format(dtype)
+    if fmt in (dtypes.E4M3, dtypes.E5M2):
+        from . import kernels  # its numpy conversions (importing it compiles nothing)
+        return kernels._fp8_bits(values.astype(np.float32), fmt)
     return values.astype(dtypes.storage(dtype) if dtype != "float16" else np.float16)
 
 
@@ -119,7 +132,7 @@ def measure(collective: str, P: int, count: int, algorithm: str, params: dict | 
     """
     spec = registry.collective(collective)
     params = dict(params or {})
-    storage = "bfloat16" if dtype == "bfloat16" else None
+    storage = dtype if dtypes.bits_only(dtype) else None  # bfloat16, fp8: named, held as bits
     size, rank = (1, 0) if comm is None else (comm.Get_size(), comm.Get_rank())
     k = P // size
     devices = range(rank * k, rank * k + k)

@@ -1,14 +1,22 @@
 """Numba kernels that move and reduce the real data. No communication, no graphs.
 
 Every kernel is compiled lazily on first call (``cache=True`` keeps the machine code between runs),
-so importing this module compiles nothing.
+so importing this module compiles nothing. The reduce loops are specialised by the storage type of
+the buffers (the overload of :func:`_reduce_range`): each storage type compiles only its own formats.
 
-Ops are small integers (:data:`collectives.ops.OP_CODES`); ``avg`` reduces as a sum and is divided by the device
-count once at the end (:func:`finish_avg`), as NCCL's ``ncclAvg`` does. ``float16`` and
-``bfloat16`` are stored as ``uint16`` bit patterns, widened to float32 for the arithmetic and
-rounded back to nearest-even, which is what numpy does for ``float16``. Widening is exact (a NaN
-keeps its sign and payload); rounding back returns a NaN quiet, with its sign and the top bits of
-its payload (as x86's F16C ``vcvtps2ph`` does).
+Ops are small integers (:data:`collectives.ops.OP_CODES`); ``avg`` reduces as a sum and is divided by
+the device count once at the end (:func:`finish_avg`), and ``mulsum`` is a sum of inputs
+premultiplied once as they are loaded (:func:`premultiply`), as NCCL applies a PreMulSum op's scalar
+to each input. ``float16`` and ``bfloat16`` are stored as ``uint16`` bit patterns, widened to float32
+for the arithmetic and rounded back to nearest-even, which is what numpy does for ``float16``.
+Widening is exact (a NaN keeps its sign and payload); rounding back returns a NaN quiet, with its
+sign and the top bits of its payload (as x86's F16C ``vcvtps2ph`` does). The fp8 formats (OCP FP8
+``E4M3``: no infinities, largest 448; ``E5M2``: largest 57344) are stored as ``uint8`` bit patterns
+and done the same way, rounding back as NCCL's conversions do (CUDA's ``__NV_SATFINITE``): a
+magnitude past the largest finite value, infinity included, becomes that value with its sign; a NaN
+stays a NaN (E4M3: ``0x7F`` with its sign; E5M2: quiet, with its sign and top payload bit). NCCL does
+the fp8 arithmetic in half precision; one sum or product of two fp8 values rounds to the same fp8
+value from float32 as from half (both are exact or correctly rounded at that width).
 
 Every combine is commutative bit for bit, so that two devices combining the same pair in opposite
 orders (recursive doubling: ``mine op theirs`` on one side, ``theirs op mine`` on the other) end
@@ -18,11 +26,20 @@ with the same bits, and ``min``/``max`` give the same bits whatever the order of
   ``minimum``/``maximum``);
 - a NaN beats any number (it propagates) and keeps its payload;
 - of two NaNs, every op returns the one whose bit pattern, read as an unsigned integer, is smaller
-  (quieted by ``sum``/``prod`` as the hardware quiets a NaN operand).
+  (quieted by ``sum``/``prod`` as the hardware quiets a NaN operand);
+- complex: each part by the float rules; ``prod`` as ``(ar br - ai bi) + i (ar bi + ai br)`` with
+  each product and the imaginary sum done by those rules (swapping the operands swaps only the two
+  terms of that sum; the real part's difference is of terms that do not swap);
+- integers: ``land``/``lor``/``lxor`` give 0 or 1 in the input's type, as C's logical operators do;
+- ``maxloc``/``minloc`` (MPI's pair types): the value by the ``max``/``min`` rules; the index of the
+  winning value, or the smaller index of two equal values (equal as numbers, +0 and -0 included, or
+  the same bits); the padding bytes of a combined pair are zero.
 
 >>> a, b = np.array([0.0, -0.0], np.float32), np.array([-0.0, 0.0], np.float32)
 >>> reduce_into(a, b, MIN); np.signbit(a).tolist()
 [True, True]
+>>> x = np.array([5, 0, -2], np.int32); reduce_into(x, np.array([3, 7, 0], np.int32), LAND); x.tolist()
+[1, 0, 0]
 """
 
 from __future__ import annotations
@@ -31,10 +48,13 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from .dtypes import BF16, HALF, NATIVE
-from .ops import MAX, MIN, OP_CODES, OPS, PROD, SUM  # noqa: F401  (OPS, OP_CODES: the ops table, re-exported)
+from .dtypes import (BF16, E4M3, E5M2, HALF, NATIVE, PAIR_2INT, PAIR_DOUBLE_INT, PAIR_FLOAT_INT,  # noqa: F401
+                     PAIR_LONG_INT, PAIR_SHORT_INT)
+# (ALL_OPS, OPS, OP_CODES and the op codes: the ops table, re-exported)
+from .ops import (ALL_OPS, BAND, BOR, BXOR, LAND, LOR, LXOR, MAX, MAXLOC, MIN, MINLOC, MULSUM,  # noqa: F401
+                  OP_CODES, OPS, PROD, SUM, premul_scalar)
 
 
 @intrinsic
@@ -65,6 +85,32 @@ def _f32_from_bits(typingctx, u):
             v = builder.zext(v, ir.IntType(32))
         return builder.bitcast(v, ir.FloatType())
     return types.float32(u), codegen
+
+
+@intrinsic
+def _f64_from_bits(typingctx, u):
+    """The float64 whose bit pattern is the 64-bit integer ``u``."""
+    if not isinstance(u, types.Integer) or u.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(u), codegen
+
+
+@intrinsic
+def _complex_of(typingctx, re, im):
+    """The complex of the floats' width whose parts are ``re`` and ``im``, bits unchanged
+    (``complex()`` would go through complex128)."""
+    if not (isinstance(re, types.Float) and re == im):
+        return None
+    ret = types.complex64 if re.bitwidth == 32 else types.complex128
+
+    def codegen(context, builder, sig, args):
+        z = context.make_complex(builder, sig.return_type)
+        z.real, z.imag = args
+        return z._getvalue()
+    return ret(re, im), codegen
 
 
 @numba.njit(cache=True, inline="always")
@@ -141,19 +187,198 @@ def float_to_bf16(f):
     return np.uint16(x >> 16)
 
 
-@numba.njit(cache=True, inline="always")
-def _combine_fmt(a, b, op, fmt):
-    if fmt == HALF:
-        return float_to_half(_combine(half_to_float(a), half_to_float(b), op))
-    if fmt == BF16:
-        return float_to_bf16(_combine(bf16_to_float(a), bf16_to_float(b), op))
-    return _combine(a, b, op)
+@numba.njit(cache=True)
+def e4m3_to_float(h):
+    """OCP FP8 E4M3 bits (uint8) to float32, exactly (the NaN ``S.1111.111`` keeps its sign)."""
+    h = np.uint32(h)
+    sign = (h >> 7) << 31
+    e = (h >> 3) & 0xF
+    m = h & 0x7
+    if (h & 0x7F) == 0x7F:  # E4M3 has no infinity: only these two patterns are NaN
+        return _f32_from_bits(sign | 0x7F800000 | (m << 20))
+    if e == 0:
+        s = np.float32(-1.0) if sign else np.float32(1.0)
+        return s * np.float32(m) * np.float32(0.001953125)  # m * 2**-9
+    return _f32_from_bits(sign | ((e + 120) << 23) | (m << 20))
 
 
 @numba.njit(cache=True)
-def _reduce_range(dst, doff, src, soff, n, op, fmt):
-    # Slices first: with plain offsets LLVM cannot rule out overlap and does not vectorise (3x slower).
-    # One loop per op so that the branch sits outside the loop.
+def e5m2_to_float(h):
+    """OCP FP8 E5M2 bits (uint8) to float32, exactly: E5M2 is the top byte of an IEEE binary16."""
+    return half_to_float(np.uint16(np.uint32(h) << 8))
+
+
+@numba.njit(cache=True)
+def float_to_e4m3(f):
+    """float32 to OCP FP8 E4M3 bits (uint8), round to nearest even, saturating as NCCL does: 464 and
+    up (infinity too) give +-448; a NaN gives ``0x7F`` with its sign."""
+    x = _ubits(np.float32(f))
+    sign = (x >> 24) & 0x80
+    a = x & 0x7FFFFFFF
+    if a > 0x7F800000:
+        return np.uint8(sign | 0x7F)
+    if a >= 0x43E80000:  # 464 = 448 + half an ulp: the tie would round to 480, E4M3's NaN pattern
+        return np.uint8(sign | 0x7E)
+    if a < 0x3C800000:  # below 2**-6: subnormal (or zero)
+        v = np.float64(_f32_from_bits(a)) * 512.0  # * 2**9, exact
+        return np.uint8(sign | np.uint32(np.rint(v)))
+    h = (a >> 20) - (120 << 3)
+    rem = a & 0xFFFFF
+    if rem > 0x80000 or (rem == 0x80000 and (h & 1)):
+        h += 1
+    return np.uint8(sign | h)
+
+
+@numba.njit(cache=True)
+def float_to_e5m2(f):
+    """float32 to OCP FP8 E5M2 bits (uint8), round to nearest even, saturating as NCCL does: 61440 and
+    up (infinity too) give +-57344; a NaN comes back quiet with its sign and top payload bit."""
+    x = _ubits(np.float32(f))
+    sign = (x >> 24) & 0x80
+    a = x & 0x7FFFFFFF
+    if a > 0x7F800000:
+        return np.uint8(sign | 0x7E | ((a >> 21) & 0x3))
+    if a >= 0x47700000:  # 61440 = 57344 + half an ulp
+        return np.uint8(sign | 0x7B)
+    if a < 0x38800000:  # below 2**-14: subnormal (or zero)
+        v = np.float64(_f32_from_bits(a)) * 65536.0  # * 2**16, exact
+        return np.uint8(sign | np.uint32(np.rint(v)))
+    h = (a >> 21) - (112 << 2)
+    rem = a & 0x1FFFFF
+    if rem > 0x100000 or (rem == 0x100000 and (h & 1)):
+        h += 1
+    return np.uint8(sign | h)
+
+
+@numba.njit(cache=True, inline="always")
+def _bit_op(a, b, op):
+    """MPI's logical (0 or 1 in the type, as C's ``&&``, ``||``, ``!=`` of truth values) and bitwise ops."""
+    if op == LAND:
+        return type(a)((a != 0) & (b != 0))
+    if op == LOR:
+        return type(a)((a != 0) | (b != 0))
+    if op == LXOR:
+        return type(a)((a != 0) != (b != 0))
+    if op == BAND:
+        return a & b
+    if op == BOR:
+        return a | b
+    return a ^ b
+
+
+@numba.njit(cache=True, inline="always")
+def _loc(va, ia, vb, ib, op):
+    """``maxloc``/``minloc`` of (value, index) pairs: ``(value, index)`` (see the module docstring)."""
+    v = _combine(va, vb, MAX if op == MAXLOC else MIN)
+    tie = (va == vb) | (_ubits(va) == _ubits(vb))
+    i = min(ia, ib) if tie else (ia if _ubits(v) == _ubits(va) else ib)
+    return v, i
+
+
+@numba.njit(cache=True, inline="always")
+def _complex_sum(a, b):
+    return _complex_of(_combine(a.real, b.real, SUM), _combine(a.imag, b.imag, SUM))
+
+
+@numba.njit(cache=True, inline="always")
+def _complex_prod(a, b):
+    # The real part's terms do not swap with the operands: a plain difference commutes (and
+    # ``x + (-y)`` would not help: LLVM folds it into ``x - y``, whose NaN keeps ``y``'s sign).
+    re = _combine(a.real, b.real, PROD) - _combine(a.imag, b.imag, PROD)
+    im = _combine(_combine(a.real, b.imag, PROD), _combine(a.imag, b.real, PROD), SUM)
+    return _complex_of(re, im)
+
+
+# The formats other than NATIVE, by storage type: the overload below compiles the one its storage
+# type has (a runtime ``fmt`` branch over every format would compile them all for every type).
+
+def _combine_16(a, b, op, fmt):
+    if fmt == HALF:
+        return float_to_half(_combine(half_to_float(a), half_to_float(b), op))
+    return float_to_bf16(_combine(bf16_to_float(a), bf16_to_float(b), op))
+
+
+def _combine_fp8(a, b, op, fmt):
+    if fmt == E4M3:
+        return float_to_e4m3(_combine(e4m3_to_float(a), e4m3_to_float(b), op))
+    return float_to_e5m2(_combine(e5m2_to_float(a), e5m2_to_float(b), op))
+
+
+@numba.njit(cache=True)
+def _combine_pair8(a, b, op, fmt):
+    # One uint64 word, little-endian: the value in the low 4 bytes (short_int: 2, then 2 of padding),
+    # the int32 index in the high 4. Not inlined (the float formats are: a call per element slows their
+    # loops); inlined, its three value types took twice as long to compile.
+    ia, ib = np.int32(a >> 32), np.int32(b >> 32)
+    if fmt == PAIR_FLOAT_INT:
+        vf, i = _loc(_f32_from_bits(a), ia, _f32_from_bits(b), ib, op)
+        lo = np.uint64(_ubits(vf))
+    elif fmt == PAIR_2INT:
+        vi, i = _loc(np.int32(a), ia, np.int32(b), ib, op)
+        lo = np.uint64(np.uint32(vi))
+    else:
+        vs, i = _loc(np.int16(a), ia, np.int16(b), ib, op)
+        lo = np.uint64(np.uint16(vs))
+    return lo | (np.uint64(np.uint32(i)) << 32)
+
+
+@numba.njit(cache=True)
+def _combine_pair16(a, b, op, fmt):
+    # One complex128 word used as two 8-byte halves (no complex arithmetic): the value in the real
+    # half, the int32 index in the low 4 bytes of the imaginary half, 4 bytes of padding after it.
+    ia, ib = np.int32(_ubits(a.imag)), np.int32(_ubits(b.imag))
+    if fmt == PAIR_DOUBLE_INT:
+        vd, i = _loc(a.real, ia, b.real, ib, op)
+        lo = vd
+    else:
+        vl, i = _loc(np.int64(_ubits(a.real)), ia, np.int64(_ubits(b.real)), ib, op)
+        lo = _f64_from_bits(np.uint64(vl))
+    return _complex_of(lo, _f64_from_bits(np.uint64(np.uint32(i))))
+
+
+def _combine_same(a, b, op, fmt):
+    return a  # no other format is held in this storage type
+
+
+def _combine_fmt(a, b, op, fmt):
+    """``a op b`` for a non-NATIVE format ``fmt`` of ``a``'s storage type (jitted code only: the overload)."""
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_combine_fmt, inline="always", jit_options={"cache": True})
+def _combine_fmt_typed(a, b, op, fmt):
+    if isinstance(a, types.Integer) and not a.signed and a.bitwidth == 16:
+        return _combine_16
+    if isinstance(a, types.Integer) and not a.signed and a.bitwidth == 8:
+        return _combine_fp8
+    if isinstance(a, types.Integer) and not a.signed and a.bitwidth == 64:
+        return lambda a, b, op, fmt: _combine_pair8(a, b, op, fmt)
+    if a == types.complex128:
+        return lambda a, b, op, fmt: _combine_pair16(a, b, op, fmt)
+    return _combine_same
+
+
+# The reduce loops by storage type. Slices first: with plain offsets LLVM cannot rule out overlap and
+# does not vectorise (3x slower). One loop per op so that the branch sits outside the loop.
+
+def _reduce_float(dst, doff, src, soff, n, op, fmt):
+    d = dst[doff:doff + n]
+    s = src[soff:soff + n]
+    if op == PROD:
+        for i in range(n):
+            d[i] = _combine(d[i], s[i], PROD)
+    elif op == MIN:
+        for i in range(n):
+            d[i] = _combine(d[i], s[i], MIN)
+    elif op == MAX:
+        for i in range(n):
+            d[i] = _combine(d[i], s[i], MAX)
+    else:
+        for i in range(n):
+            d[i] = _combine(d[i], s[i], SUM)
+
+
+def _reduce_int(dst, doff, src, soff, n, op, fmt):
     d = dst[doff:doff + n]
     s = src[soff:soff + n]
     if fmt != NATIVE:
@@ -168,9 +393,43 @@ def _reduce_range(dst, doff, src, soff, n, op, fmt):
     elif op == MAX:
         for i in range(n):
             d[i] = _combine(d[i], s[i], MAX)
+    elif LAND <= op <= BXOR:  # one loop for MPI's logical and bitwise ops: less to compile, rarely hot
+        for i in range(n):
+            d[i] = _bit_op(d[i], s[i], op)
     else:
         for i in range(n):
             d[i] = _combine(d[i], s[i], SUM)
+
+
+def _reduce_complex(dst, doff, src, soff, n, op, fmt):
+    d = dst[doff:doff + n]
+    s = src[soff:soff + n]
+    if fmt != NATIVE:
+        for i in range(n):
+            d[i] = _combine_fmt(d[i], s[i], op, fmt)
+    elif op == PROD:
+        for i in range(n):
+            d[i] = _complex_prod(d[i], s[i])
+    else:
+        for i in range(n):
+            d[i] = _complex_sum(d[i], s[i])
+
+
+def _reduce_range(dst, doff, src, soff, n, op, fmt):
+    """``dst[doff:doff+n] = dst[doff:doff+n] (op) src[soff:soff+n]`` (jitted code only: the overload)."""
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_reduce_range, jit_options={"cache": True})
+def _reduce_range_typed(dst, doff, src, soff, n, op, fmt):
+    kind = dst.dtype
+    if isinstance(kind, types.Float):
+        return _reduce_float
+    if isinstance(kind, types.Integer):
+        return _reduce_int
+    if isinstance(kind, types.Complex):
+        return _reduce_complex
+    return None
 
 
 def reduce_into(dst, src, op=SUM, fmt=NATIVE):
@@ -230,6 +489,8 @@ def finish_avg(values: np.ndarray, count: int, fmt: int) -> None:
         values[...] = _half_bits(_half_widen(values) / np.float32(count))
     elif fmt == BF16:
         values[...] = _bf16_bits(_bf16_widen(values) / np.float32(count))
+    elif fmt in (E4M3, E5M2):
+        values[...] = _fp8_bits(_fp8_widen(values, fmt) / np.float32(count), fmt)
     elif values.dtype.kind in "iu":
         if values.dtype.itemsize <= 4:  # in int64, where count need not fit the type
             t = values.astype(np.int64)
@@ -279,4 +540,69 @@ def _bf16_bits(f32: np.ndarray) -> np.ndarray:
     nan = (x & 0x7FFFFFFF) > 0x7F800000
     out = ((x + 0x7FFF + ((x >> 16) & 1)) >> 16).astype(np.uint16)
     out[nan] = ((x[nan] >> 16) | 0x40).astype(np.uint16)
+    return out
+
+
+def _fp8_widen(h: np.ndarray, fmt: int) -> np.ndarray:
+    """fp8 bit patterns (uint8) to float32, exactly as :func:`e4m3_to_float`/:func:`e5m2_to_float` (numpy version)."""
+    h = np.ascontiguousarray(h).view(np.uint8)
+    if fmt == E5M2:
+        return _half_widen(h.astype(np.uint16) << 8)
+    u = h.astype(np.uint32)
+    sign, e, m = (u >> 7) << 31, (u >> 3) & 0xF, u & 0x7
+    out = (sign | ((e + 120) << 23) | (m << 20)).view(np.float32)
+    sub = e == 0
+    signs = np.where(sign[sub] != 0, np.float32(-1), np.float32(1))
+    out[sub] = signs * m[sub].astype(np.float32) * np.float32(2.0**-9)  # subnormals (and zeros, signed)
+    nan = (u & 0x7F) == 0x7F
+    out[nan] = (sign[nan] | 0x7F800000 | (m[nan] << 20)).view(np.float32)
+    return out
+
+
+def _fp8_bits(f32: np.ndarray, fmt: int) -> np.ndarray:
+    """float32 array to fp8 bit patterns as :func:`float_to_e4m3`/:func:`float_to_e5m2` do (numpy version)."""
+    x = np.ascontiguousarray(f32, np.float32).view(np.uint32).astype(np.int64)
+    sign, a = (x >> 24) & 0x80, x & 0x7FFFFFFF
+    if fmt == E4M3:
+        shift, rebias, saturate, largest, normal, scale = 20, 120 << 3, 0x43E80000, 0x7E, 0x3C800000, 2.0**9
+    else:
+        shift, rebias, saturate, largest, normal, scale = 21, 112 << 2, 0x47700000, 0x7B, 0x38800000, 2.0**16
+    h = (a >> shift) - rebias
+    rem, half = a & ((1 << shift) - 1), 1 << (shift - 1)
+    h += (rem > half) | ((rem == half) & (h & 1 == 1))
+    sub = a < normal
+    h[sub] = np.rint(a[sub].astype(np.uint32).view(np.float32).astype(np.float64) * scale).astype(np.int64)
+    h[a >= saturate] = largest
+    nan = a > 0x7F800000
+    h[nan] = 0x7F if fmt == E4M3 else 0x7E | ((a[nan] >> 21) & 0x3)
+    return (sign | h).astype(np.uint8)
+
+
+#: fmt -> (widen to float32, round back) for the formats the kernels compute in float32 (numpy versions).
+WIDEN_NARROW = {HALF: (_half_widen, _half_bits), BF16: (_bf16_widen, _bf16_bits),
+                E4M3: (lambda h: _fp8_widen(h, E4M3), lambda f: _fp8_bits(f, E4M3)),
+                E5M2: (lambda h: _fp8_widen(h, E5M2), lambda f: _fp8_bits(f, E5M2))}
+
+
+def premultiply(rows: np.ndarray, fmt: int, first: int = 0) -> np.ndarray:
+    """``mulsum``'s inputs: row ``r`` (device ``first + r``) times :func:`collectives.ops.premul_scalar`,
+    in its own type, as NCCL's PreMulSum multiplies each input before the sum. A new array.
+
+    Integers wrap as the type does; 16-bit and fp8 floats are widened, multiplied in float32 and
+    rounded back (fp8 saturating), which for these scalars is the correctly rounded product.
+
+    >>> premultiply(np.array([[3, -128], [3, -128]], np.int8), NATIVE).tolist()
+    [[3, -128], [6, 0]]
+    """
+    out = np.array(rows, copy=True)
+    for r in range(out.shape[0]):
+        k = premul_scalar(first + r)
+        if k == 1:
+            continue
+        if fmt in WIDEN_NARROW:
+            widen, narrow = WIDEN_NARROW[fmt]
+            out[r] = narrow(widen(out[r]) * np.float32(k))
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out[r] = out[r] * out.dtype.type(k)
     return out

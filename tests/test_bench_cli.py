@@ -50,7 +50,7 @@ def test_every_collective_runs_and_checks(coll, capsys):
     rc = main(["bench", coll, "-b", "1K", "-e", "4K", "-f", "4", "-n", "1", "-w", "0", "--topology", "hgx-h20",
                "-d", "all", "-o", "max", "-r", "3"])
     rows, _ = parse_nccl_tests(capsys.readouterr().out)
-    assert rc == 0 and len(rows) == 2 * 10
+    assert rc == 0 and len(rows) == 2 * 12
     assert all(r["oop"]["wrong"] == "0" for r in rows)
     root = 3 if coll in ("broadcast", "reduce") else -1
     assert all(r["root"] == root for r in rows)

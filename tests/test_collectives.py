@@ -108,7 +108,7 @@ def test_shapes_documented_in_run():
     (lambda d: collectives.run("allreduse", d), "allreduce, allgather"),
     (lambda d: collectives.run("allreduce", d, algorithm="rign"), "unknown algorithm .rign.*expected one of.*ring"),
     (lambda d: collectives.run("allreduce", d, op="mean"), "sum, prod, min, max, avg"),
-    (lambda d: collectives.run("allreduce", d.astype(np.complex64)), "unsupported dtype"),
+    (lambda d: collectives.run("allreduce", d.astype(np.complex64), op="max"), "unsupported dtype"),
     (lambda d: collectives.run("allreduce", d.astype(bool)), "unsupported dtype"),
     (lambda d: collectives.run("reduce_scatter", d[:, :5]), "multiple of the device count"),
     (lambda d: collectives.run("allreduce", d, dtype="bfloat16"), "uint16"),

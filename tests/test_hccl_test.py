@@ -76,7 +76,6 @@ def test_step_bytes_default_and_no_check(capsys):
     (["hccl-test", "scatter_test"], "does not have scatter"),
     (["hccl-test", "all_reduce_test", "-p", "3"], "-p 3"),
     (["hccl-test", "all_reduce_test", "-o", "avg"], "-o avg"),
-    (["hccl-test", "all_reduce_test", "-d", "int16"], "int16"),
     (["hccl-test", "all_reduce_test", "-c", "2"], "-c 2"),
     (["hccl-test", "broadcast_test", "-r", "8"], "-r 8"),
     (["hccl-test", "nope_test"], "nope_test"),

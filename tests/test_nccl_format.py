@@ -26,7 +26,8 @@ CONFIG = re.compile(r"^# nThread (\d+) nGpus (\d+) minBytes (\d+) maxBytes (\d+)
 RANK = re.compile(r"^#  Rank +(\d+) Group +(\d+) Pid +(\d+) on +(\S+) device +(\d+) \[([^\]]+)\] (.+)$")
 # writeBenchmarkLinePreamble "%12li  %12li  %8s  %6s  %6s" then, twice, "  %7s  %6s  %6s  %6g" (or "    N/A").
 ROW_WIDTHS = [12, 12, 8, 6, 6] + [7, 6, 6, 6] * 2
-TYPES = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float", "double", "bfloat16"}
+TYPES = {"int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float", "double", "bfloat16", "f8e4m3",
+         "f8e5m2"}
 
 
 def split_fixed(line, widths=ROW_WIDTHS):
@@ -248,10 +249,10 @@ def test_ops_types_and_roots_all(capsys):
     text = run(["bench", "reduce", "--model-only", "--topology", "hgx-h20", "-b", "1K", "-e", "1K", "-o", "all", "-d",
                 "all", "-r", "all"], capsys)
     rows = [row_fields(r) for r in parse(text)["rows"]]
-    assert len(rows) == 10 * 5 * 8
-    assert [r["type"] for r in rows[::40]] == ["int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float",
-                                              "double", "bfloat16"]  # nccl-tests' order
-    assert [r["redop"] for r in rows[:40:8]] == ["sum", "prod", "max", "min", "avg"]
+    assert len(rows) == 12 * 6 * 8
+    assert [r["type"] for r in rows[::48]] == ["int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float",
+                                              "double", "bfloat16", "f8e4m3", "f8e5m2"]  # nccl-tests' order
+    assert [r["redop"] for r in rows[:48:8]] == ["sum", "prod", "max", "min", "avg", "mulsum"]
     assert [r["root"] for r in rows[:8]] == list(range(8))
 
 
@@ -306,8 +307,6 @@ def test_threads_and_gpus_must_make_the_topologys_devices(capsys):
 @pytest.mark.parametrize("argv,match", [
     (["bench", "allreduce", "-N", "0"], "-N 0: nccl-tests' endless cycles are not emulated"),
     (["bench", "allreduce", "-D", "1"], "-D 1: nccl-tests' device-API kernels are not modelled"),
-    (["bench", "allreduce", "-d", "f8e4m3"], "datatype 'f8e4m3' is nccl-tests' but not modelled in ccemu yet"),
-    (["bench", "allreduce", "-o", "mulsum"], "op 'mulsum' is nccl-tests' but not modelled in ccemu yet"),
     (["bench", "allreduce", "-z", "4"], "-z 4: expected a whole number from 0 to 3"),
     (["bench", "allreduce", "-n", "5", "-K", "5"], "-K 5: expected a whole number from 0 to 4"),
     (["bench", "allreduce", "-r", "x"], "-r x: expected a device index or all"),

@@ -72,7 +72,7 @@ from mpi4py import MPI
 from mpi4py.util import dtlib
 
 from .. import api, dtypes, kernels, registry
-from ..ops import check_op
+from ..ops import check_op, check_pair, kernel_op
 from ..collective import Collective
 from ..schedule import Schedule
 
@@ -179,6 +179,8 @@ def prepare(collective: str, local_data, comm, algorithm: str = "ring", op: str 
         registry.builder(collective, algorithm)
         check_op(op)
         data, name = api.check_data(local_data, dtype)
+        if spec.reduces:
+            check_pair(name, op)
         params = spec.check_call_params(params, data.shape[0] * comm.Get_size())  # alltoallv's counts
     except Exception as exc:  # noqa: BLE001 -- any local failure must reach the other ranks first
         error = exc
@@ -191,11 +193,11 @@ def prepare(collective: str, local_data, comm, algorithm: str = "ring", op: str 
     # Same shape and call parameters everywhere: raises on every rank or none.
     count, params = spec.resolve_call((P, x), P, params)
     schedule = _schedule(collective, algorithm, P, count, root, params)
-    buf = spec.load_for(schedule, api.as_storage(data, name), first)
+    buf = api.load_inputs(spec, schedule, data, name, op, first)  # mulsum: premultiplied by device
     hosted = hosted_endpoints(schedule, k, comm.Get_rank())
     if hosted:  # rows for the schedule's extra endpoints on this rank, empty at the start
         buf = np.concatenate([buf, np.zeros((hosted, buf.shape[1]), buf.dtype)])
-    opc = kernels.OP_CODES[op] if spec.reduces else kernels.SUM
+    opc = kernel_op(op) if spec.reduces else kernels.SUM
     return Prepared(spec, schedule, buf, comm, first, k, op, opc, dtypes.kernel_format(name), data.dtype)
 
 
@@ -365,7 +367,7 @@ class RankMismatch(ValueError):
     or when shapes, dtypes or arguments differ between ranks (nothing has been exchanged)."""
 
 
-_DTYPE_NAMES = list(dtypes.DTYPES)
+_DTYPE_NAMES = list(dtypes.ALL_DTYPES)
 
 
 def _fingerprint(collective, algorithm, op, root, name, params) -> int:
