@@ -109,3 +109,24 @@ def test_bad_routing_arguments():
         set_routing(t, "ecmp", seed=-1)
     with pytest.raises(TypeError, match="routing must be"):
         set_routing(t, 3)
+
+
+def test_walking_routes_forwards_gives_the_backward_sweeps_routes(monkeypatch):
+    """With the distance rows cached, hashed routes are walked forwards from the source; without them,
+    backwards from the target: the same edges and shares either way."""
+    from topologies import routing
+    t = preset("atlas800t-a2", nodes=4, nic="roce:200:1:2")
+    P = t.num_devices
+    src = np.repeat(np.arange(P), 3)
+    dst = (src + np.tile([1, 9, 17], P)) % P
+
+    def routes(topo):
+        r = route_pairs(topo, src, dst, topo.arrays.routing)
+        return [sorted(zip(r.edge[r.ptr[k]:r.ptr[k + 1]].tolist(), np.round(r.frac[r.ptr[k]:r.ptr[k + 1]], 12)))
+                for k in range(len(src))]
+
+    forward = routes(set_routing(t, "ecmp", seed=4))
+    monkeypatch.setattr(routing, "ROW_BUDGET_BYTES", 0)
+    backward = routes(set_routing(t, "ecmp", seed=4))
+    assert forward == backward
+    assert any(len(r) > 2 for r in forward)     # the NVLink-free mesh side splits nothing, the NIC fabric hashes

@@ -80,14 +80,19 @@ def route_pairs(topo: Topology, src, dst, arrays=None) -> Routes:
             raise ValueError(f"transfer names device {int(arr[bad[0]])}, not in topology {topo.name!r} "
                              f"(devices 0..{P - 1})")
     order = np.argsort(src, kind="stable")
-    rows = _source_rows(a, P, np.unique(src))
     ecmp, seed = a.ecmp_edge, np.uint64(a.routing_seed)
+    hashed = bool(ecmp.any())
+    # Where switches hash flows, a flow follows one path: walked forwards, it needs distances to the
+    # target as well (the rows of the targets; links go both ways, so a row is a distance to it too).
+    rows = _source_rows(a, P, np.unique(np.concatenate([src, dst]) if hashed and dst.max(initial=0) < P else src))
     if rows is None:
         ptr, edge, frac, hops, status = _route_sorted(src[order], dst[order], a.out_ptr, a.edge_dst, a.in_ptr,
                                                       a.in_edges, a.edge_src, a.transit, a.bw_GBps, ecmp, seed)
     else:
+        forward = hashed and dst.max(initial=0) < P
         ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows, a.in_ptr, a.in_edges,
-                                                    a.edge_src, a.edge_dst, a.transit, a.bw_GBps, ecmp, seed)
+                                                    a.edge_src, a.edge_dst, a.transit, a.bw_GBps, ecmp, seed,
+                                                    a.out_ptr, forward)
     if status >= 0:
         k = order[status]
         raise ValueError(f"no path from device {int(src[k])} to device {int(dst[k])} in topology {topo.name!r}")
@@ -186,8 +191,11 @@ def _bfs(s, dist, queue, out_ptr, edge_dst, transit, target, wanted):
 
 
 @numba.njit(cache=True)
-def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw, ecmp, seed):
-    """Routes of pairs sorted by source, each source's BFS taken from the cached rows."""
+def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw, ecmp, seed, out_ptr,
+                forward):
+    """Routes of pairs sorted by source, each source's BFS taken from the cached rows; with
+    ``forward`` (ECMP links, and the targets' rows cached too) each route is walked forwards
+    (:func:`_sweep_forward`), following only the hashed edge at a hashing switch."""
     n_nodes = dist_rows.shape[1]
     npairs = src.size
     ptr = np.zeros(npairs + 1, np.int64)
@@ -219,8 +227,12 @@ def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, trans
                 hops[j] = dist[t]
                 flow = _flow_key(seed, s, t, occurrence[t])
                 occurrence[t] += 1
-                edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src,
-                                         edge_dst, transit, bw, edge, frac, pos, ecmp, flow, fan, seen)
+                if forward:
+                    edge, frac, pos = _sweep_forward(s, t, dist, dist_rows[t], load, mark, layer, nxt, out_ptr,
+                                                     edge_dst, transit, bw, edge, frac, pos, ecmp, flow)
+                else:
+                    edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
+                                             edge_src, edge_dst, transit, bw, edge, frac, pos, ecmp, flow, fan, seen)
             ptr[j + 1] = pos
         for j in range(k, kend):
             occurrence[dst[j]] = 0
@@ -305,6 +317,13 @@ def _flow_key(seed, s, t, occurrence):
 
 
 @numba.njit(cache=True)
+def _edge_hash(flow, e):
+    """The hash of edge ``e`` for ``flow``: of a hashing switch's equal-cost edges the flow takes the one
+    with the smallest (the same pick whatever order a sweep meets them in)."""
+    return _mix(flow ^ (np.uint64(e) * np.uint64(0xD6E8FEB86659FD93)))
+
+
+@numba.njit(cache=True)
 def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges, edge_src, edge_dst, transit, bw,
            edge, frac, pos, ecmp, flow, fan, seen):
     """Append the edges of every fewest-hop path from s to t with the share of the traffic each carries.
@@ -312,8 +331,8 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
     Backwards from t, layer by layer, the edges u->v with dist(u) = dist(v) - 1 are the shortest-path
     DAG. Then forwards from s, each node splits what reaches it over its DAG out-edges in
     proportion to their bandwidth (adaptive routing) or, when all of them are ECMP links, sends it
-    all down the one that ``flow``'s hash at that node picks (a switch hashing the flow's headers);
-    the edges left without traffic are dropped.
+    all down the one with the smallest :func:`_edge_hash` for ``flow`` (a switch hashing the flow's
+    headers); the edges left without traffic are dropped. (``seen[u]`` holds that edge.)
     """
     start = pos
     nl = 1
@@ -344,7 +363,12 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
                 out_w[u] += bw[e]
                 # fan[u]: DAG out-edges of u, or -1 once one of them is not an ECMP link.
                 if fan[u] >= 0:
-                    fan[u] = fan[u] + 1 if ecmp[e] else -1
+                    if ecmp[e]:
+                        if fan[u] == 0 or _edge_hash(flow, e) < _edge_hash(flow, seen[u]):
+                            seen[u] = e
+                        fan[u] += 1
+                    else:
+                        fan[u] = -1
                 if not mark[u]:
                     mark[u] = True
                     nxt[nn] = u
@@ -361,9 +385,7 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
         e = edge[i]
         u = edge_src[e]
         if fan[u] > 1:
-            pick = np.int64(_mix(flow ^ np.uint64(u)) % np.uint64(fan[u]))
-            f = load[u] if seen[u] == pick else 0.0
-            seen[u] += 1
+            f = load[u] if e == seen[u] else 0.0
             hashed = True
         else:
             f = load[u] * bw[e] / out_w[u]
@@ -382,6 +404,73 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
                 frac[w] = frac[i]
                 w += 1
         pos = w
+    return edge, frac, pos
+
+
+@numba.njit(cache=True)
+def _sweep_forward(s, t, ds, dt, load, mark, layer, nxt, out_ptr, edge_dst, transit, bw, edge, frac, pos, ecmp,
+                   flow):
+    """:func:`_sweep`'s routes walked forwards from s, with the distances from s (``ds``) and to t
+    (``dt``): an edge u->v lies on a fewest-hop path when ``ds[v] = ds[u] + 1`` and ``dt[v] = dt[u] - 1``.
+    A hashing switch passes everything to its one hashed edge and the others are never walked, so a
+    flow through a wide spine layer costs its one path rather than the whole layer. The same edges
+    and shares as :func:`_sweep`."""
+    nl = 1
+    layer[0] = s
+    load[s] = 1.0
+    while nl > 0:
+        nn = 0
+        for li in range(nl):
+            u = layer[li]
+            if u == t:
+                continue
+            total = 0.0
+            n = 0
+            all_ecmp = True
+            best = -1
+            for e in range(out_ptr[u], out_ptr[u + 1]):
+                v = edge_dst[e]
+                if ds[v] != ds[u] + 1 or dt[v] != dt[u] - 1 or (v != t and not transit[v]):
+                    continue
+                n += 1
+                total += bw[e]
+                if ecmp[e]:
+                    if best < 0 or _edge_hash(flow, e) < _edge_hash(flow, best):
+                        best = e
+                else:
+                    all_ecmp = False
+            hash_here = n > 1 and all_ecmp
+            for e in range(out_ptr[u], out_ptr[u + 1]):
+                v = edge_dst[e]
+                if ds[v] != ds[u] + 1 or dt[v] != dt[u] - 1 or (v != t and not transit[v]):
+                    continue
+                if hash_here:
+                    if e != best:
+                        continue
+                    f = load[u]
+                else:
+                    f = load[u] * bw[e] / total
+                if pos >= edge.size:
+                    edge2 = np.empty(edge.size * 2, np.int64)
+                    frac2 = np.empty(edge.size * 2, np.float64)
+                    edge2[:pos] = edge[:pos]
+                    frac2[:pos] = frac[:pos]
+                    edge = edge2
+                    frac = frac2
+                edge[pos] = e
+                frac[pos] = f
+                pos += 1
+                load[v] += f
+                if not mark[v]:
+                    mark[v] = True
+                    nxt[nn] = v
+                    nn += 1
+            load[u] = 0.0
+        for li in range(nn):
+            layer[li] = nxt[li]
+            mark[nxt[li]] = False
+        nl = nn
+    load[t] = 0.0
     return edge, frac, pos
 
 
