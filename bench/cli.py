@@ -20,7 +20,7 @@ from .errors import RanksDisagree, UsageError, fail
 
 # Modules that add a subcommand; a module not written yet is skipped.
 COMMAND_MODULES = ("nccl_tests", "topo_cmd", "scaling_cmd", "regress_cmd", "validate_cmd", "tune_cmd",
-                   "hccl_test_cmd")
+                   "hccl_test_cmd", "workload_cmd")
 
 
 class _Parser(argparse.ArgumentParser):
