@@ -398,3 +398,13 @@ def test_nccl_on_servers_of_different_sizes_runs_a_tree_where_it_would_compose_t
     choice = r.library_choice
     assert (choice.library, choice.algorithm) == ("nccl", "NVLSTree")    # NVLS inside racks, trees across
     assert r.algorithm == "tree" and "servers of equal size" in choice.ccemu_note
+
+
+@pytest.mark.parametrize("collective", ["allreduce", "allgather", "reduce_scatter"])
+def test_hccl_with_one_device_per_server_runs_its_level_1_algorithm_alone(collective):
+    from topologies import preset
+    from topologies.whatif import select_devices
+    t = select_devices(preset("atlas800t-a2", nodes=4), [0, 8, 16, 24])    # a data-parallel group
+    r = collectives.simulate(collective, 1 << 24, t)
+    assert r.library_choice.library == "hccl" and r.algorithm != "hierarchical"
+    assert "one device per server" in r.library_choice.ccemu_note

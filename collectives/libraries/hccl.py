@@ -564,6 +564,13 @@ class HCCLModel:
             return "ring", {"channels": 1}, True, "exact: one ring"
         if level1 == "Pairwise":
             return "pairwise", {}, False, "approximate: flat pairwise (HCCL composes intra -> inter)"
+        if si.ppn == 1 and collective not in ("broadcast", "reduce"):   # level 0 has nothing to do
+            if collective == "allreduce":
+                inter = "ring" if level1 in ("Ring", "Pipeline") else "halving_doubling"
+            else:
+                inter = {"Ring": "ring", "H-D_R": "halving_doubling", "Pipeline": "ring"}.get(level1, "bruck")
+            return inter, {}, level1 == "Ring", (f"{'exact' if level1 == 'Ring' else 'approximate'}: one device "
+                                                 f"per server, so level 1 alone: {level1} as {inter}")
         if collective in ("broadcast", "reduce"):
             return "ring", {}, False, "approximate: rooted op across servers as a flat pipelined ring"
         intra = "direct" if level0 == "Mesh" else "ring"
