@@ -115,3 +115,37 @@ def test_ecmp_step_times_equal_simgrid_on_a_fat_tree(seed):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     np.testing.assert_allclose(ours, json.loads(out.stdout)["step_s"], rtol=1e-9)
+
+
+def test_two_hashed_flows_on_one_uplink_take_twice_as_long_in_simgrid_too():
+    """The ECMP collision case of tests/test_ecmp.py (two leaves, two spines): for each seed, SimGrid
+    on the routes ccemu hashed gives ccemu's time, twice one flow's when both take one spine."""
+    from topologies.whatif import set_routing
+    g = nx.DiGraph()
+    for s in range(2):
+        g.add_node(f"sp{s}", kind="switch")
+    for lf in range(2):
+        g.add_node(f"lf{lf}", kind="switch")
+        for s in range(2):
+            add_link(g, f"lf{lf}", f"sp{s}", bw_GBps=25.0, lat_us=0.0)
+        for k in range(2):
+            d = 2 * lf + k
+            g.add_node(f"d{d}", kind="device", index=d)
+            add_link(g, f"d{d}", f"lf{lf}", bw_GBps=25.0, lat_us=0.0)
+    src, dst, nbytes = np.array([0, 1]), np.array([2, 3]), np.array([1e9, 1e9])
+    times = set()
+    for seed in range(8):
+        topo = set_routing(Topology(g, name="leafspine"), {"generic": "ecmp"}, seed=seed)
+        ours = StepTimer(StepSolver(topo), protocol="simple").time(src, dst, nbytes)[0]
+        routes = route_pairs(topo, src, dst)
+        a = topo.arrays
+        step = [[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
+                for k, (s, d, b) in enumerate(zip(src, dst, nbytes))]
+        links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
+        out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": [step]}),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        ref = json.loads(out.stdout)["step_s"][0]
+        assert ours == pytest.approx(ref, rel=1e-9)
+        times.add(round(ref / (1e9 / 25e9), 9))
+    assert times == {1.0, 2.0}                  # some seeds collide, some do not
