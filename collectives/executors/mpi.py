@@ -76,8 +76,8 @@ from ..ops import check_op, check_pair, kernel_op
 from ..collective import Collective
 from ..schedule import Schedule
 
-__all__ = ["MPI", "run", "execute", "abort_on_error", "RankMismatch", "hosted_endpoints", "load_rows",
-           "extract_rows", "numpy_dtype", "release_scratch"]
+__all__ = ["MPI", "run", "execute", "Bound", "schedule_for", "remember_peers", "abort_on_error", "RankMismatch",
+           "hosted_endpoints", "load_rows", "extract_rows", "numpy_dtype", "release_scratch"]
 
 # Seconds between printing a failure and aborting: the launcher forwards the line before it kills
 # the job (without it the message was lost now and then).
@@ -248,6 +248,59 @@ def execute(schedule: Schedule, local_buf: np.ndarray, comm, first_device: int, 
     _busy.pop()
     if work is not local_buf:
         local_buf[...] = work[:k]
+
+
+class Bound:
+    """A schedule bound to this rank of ``comm``, replayed call after call with no per-call checks.
+
+    :func:`execute` validates its buffers and looks its step plans up on every call, a few
+    microseconds that matter for small messages; a caller that keeps its own (checked, agreed)
+    work buffers (:class:`collectives.mpi.EmulatedComm`) binds once and calls :meth:`run`.
+    ``rows`` is how many rows the work buffer must have: this rank's ``k`` device rows, then the
+    ``hosted`` endpoint rows (:func:`hosted_endpoints`), which :meth:`run` does not clear.
+    """
+
+    __slots__ = ("schedule", "comm", "k", "rank", "plans", "hosted", "rows", "_watch")
+
+    def __init__(self, schedule: Schedule, comm, k: int = 1):
+        size = comm.Get_size()
+        if k < 1 or schedule.P != k * size:
+            raise ValueError(f"schedule has P={schedule.P} devices; expected {k} per rank x {size} ranks")
+        self.schedule, self.comm, self.k, self.rank = schedule, comm, k, comm.Get_rank()
+        self.plans = _plans(schedule, k, self.rank)
+        self.hosted = hosted_endpoints(schedule, k, self.rank)
+        self.rows = k + self.hosted
+        self._watch = None
+
+    def run(self, work, op_code: int, fmt: int) -> None:
+        """The schedule's steps on ``work`` in place: C-contiguous ``(rows, schedule.length)`` storage, or,
+        when every plan's local transfers run one by one (``plan.serial``), any object indexed like it
+        as ``work[row, a:b]`` (a chunk) with a ``dtype``, such as rows made of the caller's arrays."""
+        comm, rank = self.comm, self.rank
+        watch = self._watch
+        if watch is None:  # the peers' PIDs, once recorded (remember_peers), do not change
+            watch = _Watch.of(comm, self.k, self.schedule.collective)
+            if watch is not None:
+                self._watch = watch
+        _busy.append(rank)  # see _last_words; left set when the steps raise
+        for plan in self.plans:
+            _run_step(plan, work, comm, op_code, fmt, watch)
+        _busy.pop()
+
+
+def schedule_for(collective: str, algorithm: str, P: int, count: int, root: int = 0, **params) -> Schedule:
+    """``api.build_schedule`` through the executor's cache of recent schedules (the same object for the
+    same arguments, so its step plans are reused)."""
+    return _schedule(collective, algorithm, P, count, root, params)
+
+
+def remember_peers(comm) -> None:
+    """Record every rank's PID and host for the dead-peer check of :func:`execute` and :class:`Bound`
+    on ``comm`` (one ``Allgather``; collective). :func:`run` and :func:`prepare` do it as they agree."""
+    mine = np.array([os.getpid(), _host_id()], dtype=np.int64)
+    table = np.empty((comm.Get_size(), 2), dtype=np.int64)
+    comm.Allgather(mine, table)
+    _Watch.remember(comm, table[:, 0].tolist(), table[:, 1].tolist())
 
 
 # Ranks in the middle of a collective, for _last_words (a list: calls may nest in a thread).
@@ -486,9 +539,17 @@ class _StepPlan:
     that no remote transfer shares a destination chunk with (``None`` if there are none).
     ``ordered``: for a reduce step, the remaining local-destination transfers in transfer order:
     ``(ldst, doff, n, recv index or -1, offset in the message or lsrc, soff)``.
+    ``serial``: the ``local`` transfers as ``(lsrc, ldst, soff, doff, n)`` when there are at most
+    :data:`SERIAL_LOCAL` of them (else ``None``): run one by one, they cost a microsecond each, where
+    :func:`kernels.apply_step`'s parallel launch costs about five (a device and its own scratch
+    buffer, with one device per rank).
     """
 
-    __slots__ = ("tag", "reduce", "recvs", "sends", "scratch", "local", "ordered")
+    __slots__ = ("tag", "reduce", "recvs", "sends", "scratch", "local", "ordered", "serial")
+
+
+#: Local transfers of a step run one by one (not through the parallel kernel) up to this many.
+SERIAL_LOCAL = 4
 
 
 def _plan_step(schedule, step, owner, local_row, rank, tag):
@@ -556,6 +617,9 @@ def _plan_step(schedule, step, owner, local_row, rank, tag):
         d = ldst_arr[batch]
         group_ptr = np.concatenate(([0], np.flatnonzero(np.diff(d)) + 1, [len(d)])).astype(np.int64)
         plan.local = (lsrc_arr[batch], d, soff_arr[batch], doff_arr[batch], ln_arr[batch], group_ptr)
+    plan.serial = None
+    if plan.local is not None and len(batch) <= SERIAL_LOCAL:  # in the same order: grouped by destination
+        plan.serial = list(zip(*(a.tolist() for a in plan.local[:5])))
     return plan
 
 
@@ -616,29 +680,50 @@ def _run_step(plan, buf, comm, op, fmt, watch=None) -> None:
                 data[at:at + m] = buf[lsrc, soff:soff + m]
                 at += m
         send_requests.append(comm.Isend(data, dest=peer, tag=tag))
-    if plan.local is not None:
+    if plan.serial is not None and plan.reduce:
+        for lsrc, ldst, soff, doff, n in plan.serial:
+            kernels.reduce_chunk(buf[ldst, doff:doff + n], 0, buf[lsrc, soff:soff + n], 0, n, op, fmt)
+    elif plan.local is not None and plan.serial is None:
         kernels.apply_step(buf, *plan.local, plan.reduce, op, fmt)
-    if plan.reduce:
+    if not recv_requests:  # a step with local transfers only (it has no ordered reductions either)
+        pass
+    elif plan.reduce:
         _reduce_in_order(plan, buf, scratch, recv_requests, op, fmt, watch)
     else:
         _unpack_copies(plan, buf, scratch, recv_requests, watch)
-    _wait_all(send_requests, watch)
+    if plan.serial is not None and not plan.reduce:
+        # A few local copies (an alltoall's own block) after the messages: MPI moves a large message
+        # only while both ranks call into it, so copying first would hold the peer up. The copies read
+        # chunks no transfer of the step writes, so their place in the step does not matter.
+        for lsrc, ldst, soff, doff, n in plan.serial:
+            buf[ldst, doff:doff + n] = buf[lsrc, soff:soff + n]
+    if send_requests:
+        _wait_all(send_requests, watch)
 
 
-# Waiting by polling and yielding the core between polls: MPI's own waits spin, and with more ranks
-# than cores (as when a laptop emulates many devices) a spinning rank holds the core its peer needs
-# to send: a 1 MiB ring allreduce on 4 ranks and 2 cores took 7.7 ms spinning, 1.7 ms yielding.
-# Past DEAD_PEER_GRACE_S of one wait, ``watch`` (a _Watch, or None) checks that the step's peers live;
-# a peer found dead while the requests are still pending ends the job. An MPI error in a wait
-# (MPICH fails the requests to a process it saw die) checks at once.
+# Waiting by polling, first spinning for SPIN_S, then yielding the core between polls: MPI's own
+# waits spin, and with more ranks than cores (as when a laptop emulates many devices) a spinning rank
+# holds the core its peer needs to send: a 1 MiB ring allreduce on 4 ranks and 2 cores took 7.7 ms
+# spinning, 1.7 ms yielding. The short spin first keeps a message that is about to arrive from
+# costing a trip through the scheduler when another process wants the core (a peer's message takes
+# microseconds when it runs). Past DEAD_PEER_GRACE_S of one wait, ``watch`` (a _Watch, or None)
+# checks that the step's peers live; a peer found dead while the requests are still pending ends the
+# job. An MPI error in a wait (MPICH fails the requests to a process it saw die) checks at once.
+SPIN_S = 50e-6
+
+
 def _wait_all(requests, watch=None) -> None:
     try:
         if MPI.Request.Testall(requests):
             return
-        check_at = time.monotonic() + DEAD_PEER_GRACE_S
+        start = time.monotonic()
+        spin_until, check_at = start + SPIN_S, start + DEAD_PEER_GRACE_S
         while not MPI.Request.Testall(requests):
+            now = time.monotonic()
+            if now < spin_until:
+                continue
             os.sched_yield()
-            if watch is not None and time.monotonic() > check_at:
+            if watch is not None and now > check_at:
                 dead = watch.dead_peer()
                 if dead is not None and not MPI.Request.Testall(requests):
                     watch.abort(dead)
@@ -650,25 +735,26 @@ def _wait_all(requests, watch=None) -> None:
 
 
 def _wait_any(requests, watch=None) -> int:
-    check_at = None
+    spin_until = check_at = None
     try:
         while True:
             index, done = MPI.Request.Testany(requests)
             if done:
                 return index
+            now = time.monotonic()
+            if spin_until is None:
+                spin_until, check_at = now + SPIN_S, now + DEAD_PEER_GRACE_S
+            if now < spin_until:
+                continue
             os.sched_yield()
-            if watch is not None:
-                now = time.monotonic()
-                if check_at is None:
-                    check_at = now + DEAD_PEER_GRACE_S
-                elif now > check_at:
-                    dead = watch.dead_peer()
-                    if dead is not None:
-                        index, done = MPI.Request.Testany(requests)
-                        if done:
-                            return index
-                        watch.abort(dead)
-                    check_at = time.monotonic() + DEAD_PEER_CHECK_S
+            if watch is not None and now > check_at:
+                dead = watch.dead_peer()
+                if dead is not None:
+                    index, done = MPI.Request.Testany(requests)
+                    if done:
+                        return index
+                    watch.abort(dead)
+                check_at = time.monotonic() + DEAD_PEER_CHECK_S
     except MPI.Exception:
         if watch is not None:
             watch.abort_if_dead()
@@ -692,15 +778,15 @@ def _reduce_in_order(plan, buf, scratch, requests, op, fmt, watch=None) -> None:
     """Reduce local and received contributions into shared chunks in the step's transfer order."""
     done = [False] * len(requests)
     for ldst, doff, n, index, off, soff in plan.ordered:
-        row = buf[ldst]
+        chunk = buf[ldst, doff:doff + n]  # (sliced, not the row: buf may be rows made of other arrays)
         if index >= 0:
             if not done[index]:
                 _wait(requests[index], watch)
                 done[index] = True
             base = plan.recvs[index][3]
-            kernels.reduce_chunk(row, doff, scratch, base + off, n, op, fmt)
+            kernels.reduce_chunk(chunk, 0, scratch, base + off, n, op, fmt)
         else:
-            kernels.reduce_chunk(row, doff, buf[off], soff, n, op, fmt)
+            kernels.reduce_chunk(chunk, 0, buf[off, soff:soff + n], 0, n, op, fmt)
     _wait_all(requests, watch)  # every message fed a transfer above: this only confirms it
 
 

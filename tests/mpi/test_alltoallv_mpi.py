@@ -204,10 +204,10 @@ def test_emulated_alltoallv_accounts_and_times(comm):
         assert entry.calls == 2 and entry.delegated == 0 and entry.nbytes == 2 * sim.nbytes
         assert entry.emulated_s == pytest.approx(2 * sim.time_s, rel=1e-12)
         assert "alltoallv" in emu.report(file=None)
-        # A datatype ccemu has no kernels for goes to the wrapped communicator, on every rank.
-        flags = np.ones(int(m[rank].sum()) // 1000, bool)
-        out = np.zeros(int(m[:, rank].sum()) // 1000, bool)
-        emu.Alltoallv([flags, m[rank] // 1000, MPI.C_BOOL], [out, m[:, rank] // 1000, MPI.C_BOOL])
+        # A datatype ccemu has no kernels for (long double) goes to the wrapped communicator, on every rank.
+        flags = np.ones(int(m[rank].sum()) // 1000, np.longdouble)
+        out = np.zeros(int(m[:, rank].sum()) // 1000, np.longdouble)
+        emu.Alltoallv([flags, m[rank] // 1000, MPI.LONG_DOUBLE], [out, m[:, rank] // 1000, MPI.LONG_DOUBLE])
         assert out.all() and entry.calls == 3 and entry.delegated == 1 and entry.untimed == 1
     finally:
         emu.close()
