@@ -126,7 +126,7 @@ def _say_if_compiling(args) -> None:
         from . import mpi_support
 
         if mpi_support.rank() == 0:
-            print("ccemu: first run after install: compiling the network model and kernels (about 20 s on a "
+            print("ccemu: first run after install: compiling the network model and kernels (about a minute on a "
                   "2-core machine; cached for later runs)", file=sys.stderr, flush=True)
 
 
