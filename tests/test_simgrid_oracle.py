@@ -32,6 +32,23 @@ def _have_simgrid() -> bool:
 pytestmark = pytest.mark.skipif(not _have_simgrid(), reason="SimGrid (python3-simgrid) or its script not available")
 
 
+def step_of(topo, src, dst, nbytes):
+    """One step for the SimGrid script: each flow with the route ccemu gives it (its edges by id)."""
+    routes = route_pairs(topo, src, dst)
+    return [[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
+            for k, (s, d, b) in enumerate(zip(src, dst, nbytes))]
+
+
+def simgrid_step_s(topo, steps) -> list:
+    """SimGrid's time of each step, on ``topo``'s links (bandwidth, no latency)."""
+    a = topo.arrays
+    links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
+    out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": steps}),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["step_s"]
+
+
 def random_tree(rng, n_devices):
     """Devices as leaves of a random tree of switches; every link gets its own random bandwidth per direction."""
     g = nx.DiGraph()
@@ -55,7 +72,6 @@ def test_step_times_equal_simgrid(seed):
     topo = random_tree(rng, int(rng.integers(4, 12)))
     P = topo.num_devices
     timer = StepTimer(StepSolver(topo), protocol="simple")
-    a = topo.arrays
     steps, ours = [], []
     for _ in range(3):
         n = int(rng.integers(2, 3 * P))
@@ -67,15 +83,8 @@ def test_step_times_equal_simgrid(seed):
         src, dst = src[keep], dst[keep]
         nbytes = rng.integers(1, 100, len(src)).astype(float) * 1e6
         ours.append(timer.time(src, dst, nbytes)[0])
-        routes = route_pairs(topo, src, dst)
-        steps.append([[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
-                      for k, (s, d, b) in enumerate(zip(src, dst, nbytes))])
-    links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
-    out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": steps}),
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    ref = json.loads(out.stdout)["step_s"]
-    np.testing.assert_allclose(ours, ref, rtol=1e-9)
+        steps.append(step_of(topo, src, dst, nbytes))
+    np.testing.assert_allclose(ours, simgrid_step_s(topo, steps), rtol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -99,22 +108,15 @@ def test_ecmp_step_times_equal_simgrid_on_a_fat_tree(seed):
     topo = set_routing(Topology(g, name="fat-tree"), {"generic": "ecmp"}, seed=seed)
     P = topo.num_devices
     timer = StepTimer(StepSolver(topo), protocol="simple")
-    a = topo.arrays
     steps, ours = [], []
     for shift in (4, 5, 7):                     # every device sends to one on another leaf
         src = np.arange(P)
         dst = (src + shift) % P
         nbytes = rng.integers(1, 100, P).astype(float) * 1e6
         ours.append(timer.time(src, dst, nbytes)[0])
-        routes = route_pairs(topo, src, dst)
-        assert np.all(routes.frac == 1.0)       # one path per flow
-        steps.append([[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
-                      for k, (s, d, b) in enumerate(zip(src, dst, nbytes))])
-    links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
-    out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": steps}),
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    np.testing.assert_allclose(ours, json.loads(out.stdout)["step_s"], rtol=1e-9)
+        assert np.all(route_pairs(topo, src, dst).frac == 1.0)       # one path per flow
+        steps.append(step_of(topo, src, dst, nbytes))
+    np.testing.assert_allclose(ours, simgrid_step_s(topo, steps), rtol=1e-9)
 
 
 def test_two_hashed_flows_on_one_uplink_take_twice_as_long_in_simgrid_too():
@@ -137,15 +139,7 @@ def test_two_hashed_flows_on_one_uplink_take_twice_as_long_in_simgrid_too():
     for seed in range(8):
         topo = set_routing(Topology(g, name="leafspine"), {"generic": "ecmp"}, seed=seed)
         ours = StepTimer(StepSolver(topo), protocol="simple").time(src, dst, nbytes)[0]
-        routes = route_pairs(topo, src, dst)
-        a = topo.arrays
-        step = [[f"d{s}", f"d{d}", float(b), [f"e{e}" for e in routes.edge[routes.ptr[k]:routes.ptr[k + 1]]]]
-                for k, (s, d, b) in enumerate(zip(src, dst, nbytes))]
-        links = {f"e{i}": [float(a.bw_GBps[i] * 1e9), 0.0] for i in range(len(a.bw_GBps))}
-        out = subprocess.run([SYSTEM_PYTHON, SCRIPT], input=json.dumps({"links": links, "steps": [step]}),
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        ref = json.loads(out.stdout)["step_s"][0]
+        ref = simgrid_step_s(topo, [step_of(topo, src, dst, nbytes)])[0]
         assert ours == pytest.approx(ref, rel=1e-9)
         times.add(round(ref / (1e9 / 25e9), 9))
     assert times == {1.0, 2.0}                  # some seeds collide, some do not

@@ -287,8 +287,8 @@ class TopologyArrays:
                                  for k, x in zip(kinds, self.nodes)], np.bool_)
         self.num_devices = topo.num_devices
         self._kinds = kinds
-        # Routing (topologies.routing): the edges out of a switch that hashes each flow onto one of them,
-        # and the seed. A NIC spreads its flows over its ports (planes) as its routing does not decide.
+        # Routing (topologies.routing): the edges on which a switch hashes each flow onto one of them (ECMP
+        # kinds, out of switches only: a NIC spreads its flows over its ports, or planes), and the seed.
         routing = topo.routing
         self.link_routing = {k: _model.routing_mode(k, routing["modes"]) for k in self.link_kinds}
         ecmp_kind = np.array([self.link_routing[k] == "ecmp" for k in self.link_kinds], np.bool_)

@@ -444,15 +444,15 @@ def select_devices(topo: Topology, devices, name: str | None = None) -> Topology
     if not isinstance(topo, Topology):
         raise TypeError(f"select_devices needs a topologies.Topology, got {type(topo).__name__}")
     P = topo.num_devices
+    given = devices if isinstance(devices, (str, bytes)) else list(devices)
     try:
-        chosen = [int(d) for d in devices]
+        chosen = [int(d) for d in given]
         bad = (not chosen or len(set(chosen)) != len(chosen) or any(not 0 <= d < P for d in chosen)
-               or any(isinstance(d, bool) or int(d) != d for d in devices))
+               or any(isinstance(d, bool) or int(d) != d for d in given))
     except (TypeError, ValueError):
         bad = True
     if bad:
-        shown = list(devices) if not isinstance(devices, (str, bytes)) else devices
-        raise ValueError(f"devices {shown!r} for {topo.name!r}; expected distinct device indices in 0..{P - 1}")
+        raise ValueError(f"devices {given!r} for {topo.name!r}; expected distinct device indices in 0..{P - 1}")
     if chosen == list(range(P)):
         return topo
     g = topo.graph
