@@ -192,7 +192,7 @@ comm.Allreduce(MPI.IN_PLACE, x)
 if comm.Get_rank() == 1:
     def boom(self, *args):
         raise RuntimeError("injected failure in the steps")
-    ex.Bound.run = boom
+    ex.Bound.run = ex.Replay.run = boom   # (a replayed call runs its Replay)
 comm.Allreduce(MPI.IN_PLACE, x)
 comm.Barrier()
 print("should have aborted", flush=True)

@@ -44,9 +44,10 @@ _UINT8 = DTYPE_CODES["uint8"]
 _D2Q = struct.Struct("d")
 _Q = struct.Struct("q")
 # The header (see EmulatedComm._agree): status, rank + 1, sig, -sig, arrival clock, size hint (count,
-# dtype code + 1). The clock travels as a double whose bits MPI maxes as an int64: for doubles >= 0
-# the integer order is the float order.
-_HDR = struct.Struct("=qqqqdqq")
+# dtype code + 1), and the tag and bytes of a data message sent ahead of it (two ranks; 0, 0: none).
+# The clock travels as a double whose bits MPI maxes as an int64: for doubles >= 0 the integer order
+# is the float order.
+_HDR = struct.Struct("=qqqqdqqqq")
 # Two ranks exchange their headers with one MPI_Sendrecv (a third of MPI_Allreduce's time here), on a
 # tag above the executor's step tags (0..32767) where MPI_TAG_UB allows it.
 _HDR_TAG = 32768
@@ -337,7 +338,7 @@ class EmulatedComm(_Intracomm):
     # signatures everywhere iff max(sig) == -max(-sig)), the rank's arrival on the emulated clock (a
     # float64 >= 0 as int64 bits: same order), and a size for timing a delegated call.
 
-    def _agree(self, call, t0, key, error=None, hint=None, spec=None, blocks=0, sig=None) -> bool:
+    def _agree(self, call, t0, key, error=None, hint=None, spec=None, blocks=0, sig=None, ahead=(0, 0)) -> bool:
         st = self._st
         clock = st.session.clock
         if clock.pending:
@@ -357,8 +358,7 @@ class EmulatedComm(_Intracomm):
                 hint = (key[1], key[2] + 1)
         if hint is None:
             hint = (0, 0)
-        mine = (status, who, sig, -sig, arrival, hint[0], hint[1])
-        _HDR.pack_into(st.hdr, 0, *mine)
+        _HDR.pack_into(st.hdr, 0, status, who, sig, -sig, arrival, hint[0], hint[1], ahead[0], ahead[1])
         if st.xcomm is None:
             raise ValueError(f"{call}: this EmulatedComm is closed")
         if st.peer is None:
@@ -366,7 +366,14 @@ class EmulatedComm(_Intracomm):
             o = _HDR.unpack_from(st.out)
         else:
             st.xcomm.Sendrecv(st.hdr_spec, st.peer, _HDR_TAG, st.out_spec, st.peer, _HDR_TAG)
-            o = tuple(map(max, mine, _HDR.unpack_from(st.out)))
+            o = _HDR.unpack_from(st.out)
+            if not (status or o[0]) and o[2] == sig:  # both emulate the same call: the max of two headers
+                st.arrival, st.start = arrival, (o[4] if o[4] > arrival else arrival)
+                st.hint = (o[5] if o[5] > hint[0] else hint[0], o[6] if o[6] > hint[1] else hint[1])
+                return True
+            if o[8]:  # the peer sent its call's first message ahead (Job.runner), which no step takes now
+                st.xcomm.Recv([bytearray(o[8]), MPI.BYTE], source=st.peer, tag=o[7])
+            o = tuple(map(max, (status, who, sig, -sig, arrival, hint[0], hint[1], 0, 0), o))
         st.arrival, st.start = arrival, o[4]
         st.hint = (o[5], o[6])
         if o[0]:
@@ -453,14 +460,15 @@ class EmulatedComm(_Intracomm):
         entry.wait_s += st.start - st.arrival
         clock = st.session.clock
         end = st.start + job.seconds
-        entry.host_s += _perf() - t0
+        now = _perf()
+        entry.host_s += now - t0
         if call in _NB:
             req = requests.completed(requests.Pending(clock, entry, job.seconds, end))
             clock.leave(st.arrival)
             return req
         entry.emulated_s += job.seconds
-        st.last_end = end
-        clock.leave(end)
+        st.last_end = clock.now = end   # Clock.leave(end), inlined: this runs once per call
+        clock.last = now
         return None
 
     def _delegated(self, call, t0, native, collective=None, root=0):
@@ -532,13 +540,23 @@ class EmulatedComm(_Intracomm):
             if compatible(send, recv) and valid(name, recv.dtype):
                 m.keyed((K_ALLREDUCE, recv.count, DTYPE_CODES[recv.dtype], OP_CODES[name], 0),
                         ("allreduce", recv.count, recv.dtype, name, 0), "allreduce", send.array, recv.array)
-        if not self._agree(call, t0, m.key, sig=m.sig, spec=recvbuf):
+        job = self._emulate(call, t0, m, spec=recvbuf)
+        if job is None:
             native = _Intracomm.Iallreduce if call in _NB else _Intracomm.Allreduce
             return self._delegated(call, t0, lambda: native(self, sendbuf, recvbuf, op), "allreduce")
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
-    def _replay(self, call, m):
-        """Run a memo's data plane (building its job on first use) and return the job."""
+    def _emulate(self, call, t0, m, error=None, spec=None, blocks=0):
+        """Agree with the other ranks on the call (:meth:`_agree`) and run its memo's data plane (building
+        its job on first use); the job, or ``None`` when the ranks delegate. A memo replayed on two ranks
+        agrees from inside its data plane, its first message already sent (``Job.runner``): the header
+        and the data then travel together, one message round for both."""
+        if m.run is not None and self._st.peer is not None:
+            if m.run(lambda ahead: self._agree(call, t0, m.key, sig=m.sig, ahead=ahead)) is False:
+                return None
+            return m.job
+        if not self._agree(call, t0, m.key, error, spec=spec, blocks=blocks, sig=m.sig):
+            return None
         job = m.job
         if job is None:
             job = m.job = self._job(call, m.key, *m.build)
@@ -569,10 +587,11 @@ class EmulatedComm(_Intracomm):
                             ("broadcast", msg.count, msg.dtype, "sum", root), "bcast", msg.array, at_root)
             except (TypeError, ValueError) as exc:
                 error = exc
-        if not self._agree(call, t0, m.key, error, spec=buf, sig=m.sig):
+        job = self._emulate(call, t0, m, error, spec=buf)
+        if job is None:
             native = _Intracomm.Ibcast if call in _NB else _Intracomm.Bcast
             return self._delegated(call, t0, lambda: native(self, buf, root), "broadcast", root=root)
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
     def Reduce(self, sendbuf, recvbuf, op=MPI.SUM, root: int = 0):
         return self._reduce("Reduce", sendbuf, recvbuf, op, root)
@@ -599,11 +618,11 @@ class EmulatedComm(_Intracomm):
                             recv.array if at_root else None)
             except (TypeError, ValueError) as exc:
                 error = exc
-        if not self._agree(call, t0, m.key, error, spec=recvbuf if at_root and in_place(sendbuf) else sendbuf,
-                           sig=m.sig):
+        job = self._emulate(call, t0, m, error, spec=recvbuf if at_root and in_place(sendbuf) else sendbuf)
+        if job is None:
             native = _Intracomm.Ireduce if call in _NB else _Intracomm.Reduce
             return self._delegated(call, t0, lambda: native(self, sendbuf, recvbuf, op, root), "reduce", root=root)
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
     def _check_root(self, call, root) -> bool:
         size = self._st.size
@@ -634,10 +653,11 @@ class EmulatedComm(_Intracomm):
                 m.keyed((K_ALLGATHER, recv.count, DTYPE_CODES[recv.dtype], 0, 0),
                         ("allgather", recv.count, recv.dtype), "allgather", None if inplace else send.array,
                         recv.array)
-        if not self._agree(call, t0, m.key, spec=recvbuf, blocks=st.size, sig=m.sig):
+        job = self._emulate(call, t0, m, spec=recvbuf, blocks=st.size)
+        if job is None:
             native = _Intracomm.Iallgather if call in _NB else _Intracomm.Allgather
             return self._delegated(call, t0, lambda: native(self, sendbuf, recvbuf), "allgather")
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
     def Alltoall(self, sendbuf, recvbuf):
         return self._alltoall("Alltoall", sendbuf, recvbuf)
@@ -656,10 +676,11 @@ class EmulatedComm(_Intracomm):
             if compatible(send, recv):
                 m.keyed((K_ALLTOALL, recv.count, DTYPE_CODES[recv.dtype], 0, 0),
                         ("alltoall", recv.count, recv.dtype), "alltoall", send.array, recv.array)
-        if not self._agree(call, t0, m.key, spec=recvbuf, blocks=st.size, sig=m.sig):
+        job = self._emulate(call, t0, m, spec=recvbuf, blocks=st.size)
+        if job is None:
             native = _Intracomm.Ialltoall if call in _NB else _Intracomm.Alltoall
             return self._delegated(call, t0, lambda: native(self, sendbuf, recvbuf), "alltoall")
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
     def Reduce_scatter_block(self, sendbuf, recvbuf, op=MPI.SUM):
         return self._reduce_scatter_block("Reduce_scatter_block", sendbuf, recvbuf, op)
@@ -684,10 +705,11 @@ class EmulatedComm(_Intracomm):
             if compatible(send, recv) and valid(name, recv.dtype):
                 m.keyed((K_RSB, recv.count, DTYPE_CODES[recv.dtype], OP_CODES[name], 0),
                         ("reduce_scatter", recv.count, recv.dtype, name), "reduce_scatter", send.array, recv.array)
-        if not self._agree(call, t0, m.key, spec=recvbuf if inplace else sendbuf, blocks=st.size, sig=m.sig):
+        job = self._emulate(call, t0, m, spec=recvbuf if inplace else sendbuf, blocks=st.size)
+        if job is None:
             native = _Intracomm.Ireduce_scatter_block if call in _NB else _Intracomm.Reduce_scatter_block
             return self._delegated(call, t0, lambda: native(self, sendbuf, recvbuf, op), "reduce_scatter")
-        return self._done(call, t0, self._replay(call, m))
+        return self._done(call, t0, job)
 
     # -- Allgatherv, Reduce_scatter: the block collectives on padded blocks ------------------------
 

@@ -35,6 +35,8 @@ DATA_ALGORITHMS = {"alltoallv": "direct"}
 HOST_ROUND_S = 10e-6
 HOST_BYTES_PER_S = 4e9
 _CHOICES: dict = {}   # (collective, n, count, itemsize) -> algorithm
+#: ``(tag, nbytes)`` of the message a data plane sent ahead of its agreement: none.
+NOTHING_AHEAD = (0, 0)
 
 
 def fail(call: str, exc: BaseException) -> None:
@@ -97,10 +99,46 @@ class Job:
         except BaseException as exc:  # noqa: BLE001 -- the other ranks must not be left waiting
             fail(self.call, exc)
 
+    def runner(self, work):
+        """The data plane on these fixed ``work`` rows as a function ``go(agree=None)``, replayed call after
+        call: the first call runs :meth:`run`, later ones the executor's
+        :class:`~collectives.executors.mpi.Replay` (persistent requests on views made once) where it
+        applies. ``work`` must stay the same object with the same memory.
+
+        ``agree``: the caller's agreement with the other ranks, called as ``agree(ahead)`` before any
+        message is received: ``ahead`` is ``(tag, nbytes)`` of the message this rank sent ahead of it (its
+        first step's, when a Replay runs; ``(0, 0)``: none). When it returns False (the ranks do not
+        emulate this call) ``go`` returns False having moved nothing; the peer drops what was sent ahead."""
+        replay = None   # None: not tried yet; False: does not apply
+        call = self.call
+
+        def go(agree=None):
+            nonlocal replay
+            if replay:
+                # An agreement that fails raises on every rank (nothing left in flight): not a failure
+                # inside the steps, which must end the job.
+                if agree is not None and not replay.start(agree):
+                    return False
+                try:
+                    replay.run(agree is not None)
+                except BaseException as exc:  # noqa: BLE001 -- as in run
+                    fail(call, exc)
+                return True
+            if agree is not None and not agree(NOTHING_AHEAD):
+                return False
+            self.run(work)
+            if replay is None:  # made after a first call: a one-off call costs no requests
+                try:
+                    replay = self.bound.replayer(work, self.op, self.fmt) or False
+                except (IndexError, ValueError):  # rows that do not hold a chunk: run() says so
+                    replay = False
+            return True
+        return go
+
     # -- the collectives ---------------------------------------------------------------------------
     #
-    # ``<name>_fn(arrays...)`` returns the call's data plane as a function of no arguments, its views
-    # made once: a loop that passes the same buffers replays it (EmulatedComm's memo).
+    # ``<name>_fn(arrays...)`` returns the call's data plane as a function ``go(agree=None)`` (see
+    # runner), its views made once: a loop that passes the same buffers replays it (EmulatedComm's memo).
 
     def allreduce_fn(self, send, recv):
         r = self.view(recv)
@@ -112,21 +150,26 @@ class Job:
                 w = self.work()
                 r2 = _Segments([[(0, r.size, r)]] + [[(0, row.size, row)] for row in w[1:]], r.dtype)
             work = self.work if self.zero else None
+            run = self.runner(r2)
             if send is recv and work is None:
-                return functools.partial(self.run, r2)
+                return run
 
-            def go():
+            def go(agree=None):
                 if send is not recv:
                     r[...] = s
                 if work is not None:
                     work()
-                self.run(r2)
+                if run(agree) is False:
+                    return False
             return go
         w = self.work()
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             w[0] = s
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             r[...] = w[0]
         return go
 
@@ -136,13 +179,16 @@ class Job:
     def bcast_fn(self, buf, at_root):
         b = self.view(buf)
         if self.direct and b.flags.writeable:
-            return functools.partial(self.run, b.reshape(1, -1))
+            return self.runner(b.reshape(1, -1))
         w = self.work()
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             if at_root:
                 w[0] = b
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             if not at_root:
                 b[...] = w[0]
         return go
@@ -154,10 +200,13 @@ class Job:
         s = self.view(send)
         r = None if recv is None else self.view(recv)
         w = self.work()
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             w[0] = s
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             if r is not None:
                 r[...] = w[0]
         return go
@@ -169,20 +218,24 @@ class Job:
         mine = r[self.rank * m:(self.rank + 1) * m]
         s = None if send is None else self.view(send)
         if self.direct:
-            r2 = r.reshape(1, -1)
+            run = self.runner(r.reshape(1, -1))
             if s is None:
-                return functools.partial(self.run, r2)
+                return run
 
-            def go():
+            def go(agree=None):
                 mine[...] = s
-                self.run(r2)
+                if run(agree) is False:
+                    return False
             return go
         w = self.work()
         wmine = w[0, self.rank * m:(self.rank + 1) * m]
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             wmine[...] = mine if s is None else s
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             r[...] = w[0]
         return go
 
@@ -198,18 +251,22 @@ class Job:
             # The schedule reads the send blocks and writes this rank's block only: that block is the
             # receive buffer (holding the send block at first), the others the send buffer itself.
             own = s[lo:hi]
-            row = _Segments([[(0, lo, s[:lo]), (lo, hi, r), (hi, s.size, s[hi:])]], r.dtype)
+            run = self.runner(_Segments([[(0, lo, s[:lo]), (lo, hi, r), (hi, s.size, s[hi:])]], r.dtype))
 
-            def go():
+            def go(agree=None):
                 r[...] = own
-                self.run(row)
+                if run(agree) is False:
+                    return False
             return go
         w = self.work()
         mine = w[0, self.rank * m:(self.rank + 1) * m]
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             w[0] = s
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             r[...] = mine
         return go
 
@@ -218,14 +275,16 @@ class Job:
         s, r = self.view(send), self.view(recv)
         if self.direct and self.serial and not np.shares_memory(s, r) and self._writes_within(half, 2 * half):
             # The schedule reads the send area and writes the receive area: they are the caller's buffers.
-            halves = _Segments([[(0, half, s), (half, 2 * half, r)]], r.dtype)
-            return functools.partial(self.run, halves)
+            return self.runner(_Segments([[(0, half, s), (half, 2 * half, r)]], r.dtype))
         w = self.work()
         src, out = w[0, :half], w[0, half:]
+        run = self.runner(w)
 
-        def go():
+        def go(agree=None):
             src[...] = s
-            self.run(self.work())
+            self.work()
+            if run(agree) is False:
+                return False
             r[...] = out
         return go
 

@@ -287,6 +287,154 @@ class Bound:
             _run_step(plan, work, comm, op_code, fmt, watch)
         _busy.pop()
 
+    def replayer(self, work, op_code: int, fmt: int):
+        """:meth:`run` on these same ``work`` rows, call after call, as a :class:`Replay` (its messages
+        are persistent requests on fixed views of ``work``), or ``None`` where that does not pay: a
+        step of the parallel local kernel, or packed messages larger than :data:`REPLAY_SCRATCH_BYTES`.
+        The caller keeps ``work`` (and what its rows are made of) alive and unchanged in place."""
+        if not self.plans or self.comm.Get_size() < 2:
+            return None
+        itemsize = np.dtype(work.dtype).itemsize
+        need = max(plan.scratch for plan in self.plans)
+        if need * itemsize > REPLAY_SCRATCH_BYTES:
+            return None
+        if any(plan.local is not None and plan.serial is None for plan in self.plans):
+            return None
+        return Replay(self, work, op_code, fmt, np.empty(need, work.dtype))
+
+
+#: The largest packed-message scratch a :class:`Replay` keeps for itself (larger steps go through the
+#: shared block of :func:`_scratch`, call by call: per-call overheads do not matter there).
+REPLAY_SCRATCH_BYTES = 1 << 20
+
+
+class Replay:
+    """A :class:`Bound` schedule on fixed work rows, each step's messages persistent requests
+    (``Recv_init``/``Send_init`` on views made once), its copies and reductions bound to views: the
+    same transfers in the same order as :func:`_run_step`, without its per-call slicing, tuple
+    unpacking and request setup (a few microseconds per step, as much as a 4 KiB message costs).
+    Made by :meth:`Bound.replayer`; the requests are freed with it. ``run()`` runs the steps;
+    ``start(agree)`` then ``run(started=True)`` sends the first message ahead of an agreement."""
+
+    __slots__ = ("bound", "steps", "requests", "op", "fmt", "scratch", "ahead", "__weakref__")
+
+    def __init__(self, bound, work, op, fmt, scratch):
+        self.bound, self.op, self.fmt, self.scratch = bound, op, fmt, scratch
+        comm = bound.comm
+        self.requests = []
+        self.steps = []
+        for plan in bound.plans:
+            tag = plan.tag
+            recvs, unpack = [], []
+            for peer, direct, ldst, off, n, parts in plan.recvs:
+                target = work[ldst, off:off + n] if direct else scratch[off:off + n]
+                recvs.append(comm.Recv_init(target, source=peer, tag=tag))
+                unpack.append([(work[ldst_, doff:doff + m], scratch[off + at:off + at + m])
+                               for _, ldst_, doff, m, at in parts] if not direct else [])
+            sends, pack = [], []
+            for peer, parts, off, n in plan.sends:
+                if len(parts) == 1:
+                    lsrc, soff, _ = parts[0]
+                    data = work[lsrc, soff:soff + n]
+                else:
+                    data, at = scratch[off:off + n], 0
+                    for lsrc, soff, m in parts:
+                        pack.append((scratch[off + at:off + at + m], work[lsrc, soff:soff + m]))
+                        at += m
+                sends.append(comm.Send_init(data, dest=peer, tag=tag))
+            serial = [(work[ldst, doff:doff + n], work[lsrc, soff:soff + n], n)
+                      for lsrc, ldst, soff, doff, n in plan.serial or ()]
+            ordered = []
+            for ldst, doff, n, index, off, soff in plan.ordered:
+                src = (scratch[plan.recvs[index][3] + off:plan.recvs[index][3] + off + n] if index >= 0
+                       else work[off, soff:soff + n])
+                ordered.append((work[ldst, doff:doff + n], src, n, index))
+            self.requests += recvs + sends
+            self.steps.append((plan, recvs + sends, recvs, sends, pack, unpack, serial, ordered))
+        first = bound.plans[0]
+        # The first step's message, as __call__'s agree sees it (one per peer: on two ranks, one at most).
+        self.ahead = ((first.tag, first.sends[0][3] * scratch.itemsize) if len(first.sends) == 1 else
+                      (0, 0) if not first.sends else None)
+
+    def start(self, agree) -> bool:
+        """Send the first step's message ahead, then call ``agree((tag, nbytes))`` (its tag and size:
+        on two ranks a step sends at most one message to the peer; ``(0, 0)`` when none), so that the
+        ranks' agreement on the call travels beside the data instead of before it. Its result is
+        returned: after False, or an exception from ``agree``, the message sent ahead has completed
+        (the peer drops it) and nothing was received; after True, :meth:`run` ``(started=True)``
+        does the rest."""
+        if self.ahead is None:  # several first messages: agree before sending any
+            return agree((0, 0))
+        plan, both, recvs, sends, pack, unpack, serial, ordered = self.steps[0]
+        for dst, src in pack:
+            dst[...] = src
+        if sends:
+            MPI.Prequest.Startall(sends)
+        try:
+            ok = agree(self.ahead)
+        except BaseException:
+            if sends:
+                _wait_all(sends, self.bound._watch)
+            raise
+        if not ok and sends:
+            _wait_all(sends, self.bound._watch)
+        return ok
+
+    def run(self, started: bool = False) -> None:
+        """The steps, after :meth:`start` when ``started``."""
+        bound = self.bound
+        watch = bound._watch
+        if watch is None:
+            watch = _Watch.of(bound.comm, bound.k, bound.schedule.collective)
+            if watch is not None:
+                bound._watch = watch
+        op, fmt, reduce_chunk = self.op, self.fmt, kernels.reduce_chunk
+        first = self.steps[0] if started and self.ahead is not None else None
+        _busy.append(bound.rank)
+        for step in self.steps:
+            plan, both, recvs, sends, pack, unpack, serial, ordered = step
+            if watch is not None:
+                watch.plan = plan
+            if step is first:
+                if recvs:
+                    MPI.Prequest.Startall(recvs)
+            else:
+                for dst, src in pack:
+                    dst[...] = src
+                if both:
+                    MPI.Prequest.Startall(both)
+            if plan.reduce:
+                for dst, src, n in serial:
+                    reduce_chunk(dst, 0, src, 0, n, op, fmt)
+                if recvs:
+                    done = [False] * len(recvs)
+                    for dst, src, n, index in ordered:
+                        if index >= 0 and not done[index]:
+                            _wait(recvs[index], watch)
+                            done[index] = True
+                        reduce_chunk(dst, 0, src, 0, n, op, fmt)
+                    _wait_all(recvs, watch)
+            else:
+                if recvs:
+                    for _ in range(len(recvs)):
+                        for dst, src in unpack[_wait_any(recvs, watch)]:
+                            dst[...] = src
+                for dst, src, _ in serial:
+                    dst[...] = src
+            if sends:
+                _wait_all(sends, watch)
+        _busy.pop()
+
+    def free(self) -> None:
+        """Free the persistent requests (also done when the Replay is collected)."""
+        requests, self.requests = self.requests, []
+        if requests and MPI.Is_initialized() and not MPI.Is_finalized():
+            for request in requests:
+                request.Free()
+
+    def __del__(self):
+        self.free()
+
 
 def schedule_for(collective: str, algorithm: str, P: int, count: int, root: int = 0, **params) -> Schedule:
     """``api.build_schedule`` through the executor's cache of recent schedules (the same object for the

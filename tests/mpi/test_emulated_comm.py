@@ -482,6 +482,83 @@ def test_bad_arguments_raise_on_every_rank():
         emu.close()
 
 
+@pytest.mark.parametrize("call", ["Allreduce", "Bcast", "Allgather", "Alltoall", "Reduce_scatter_block"])
+def test_replayed_call_meets_a_peer_that_does_otherwise(call):
+    """A loop's call replays its data plane, and on two ranks sends its first message ahead of the header
+    (Job.runner): when the other rank then delegates or calls with another count, the message sent ahead
+    is dropped, the result is MPI's (or the error is raised on every rank), and the next calls are right."""
+    import gc
+
+    from collectives.executors.mpi import Replay
+
+    emu = EmulatedComm(WORLD)
+    size, rank = WORLD.Get_size(), WORLD.Get_rank()
+
+    def buffers(m):
+        """(send, recv) of the call with m int32 entries per rank block."""
+        if call == "Allreduce":
+            return values("int32", m, rank), np.zeros(m, np.int32)
+        if call == "Bcast":
+            return None, values("int32", m, rank)
+        if call == "Allgather":
+            return values("int32", m, rank), np.zeros(m * size, np.int32)
+        if call == "Alltoall":
+            return values("int32", m * size, rank), np.zeros(m * size, np.int32)
+        return values("int32", m * size, rank), np.zeros(m, np.int32)
+
+    def run(comm, send, recv):
+        if call == "Bcast":
+            comm.Bcast(recv, root=0)
+        else:
+            getattr(comm, call)(send, recv)
+
+    def check(send, recv, m):
+        want = buffers(m)[1]
+        if call == "Bcast":
+            want[...] = values("int32", m, 0)
+        run(WORLD, send, want)
+        assert same(recv, want)
+
+    m = 8
+    send, recv = buffers(m)
+    try:
+        for _ in range(4):   # the first call runs plainly, the next ones replay
+            if call == "Bcast":
+                recv[...] = values("int32", m, rank)
+            run(emu, send, recv)
+            check(send, recv, m)
+        if size == 2:
+            replays = [o for o in gc.get_objects() if isinstance(o, Replay) and o.bound.comm == emu._st.xcomm]
+            assert replays                                  # the loop replays on every rank
+            sent_ahead = WORLD.allreduce(int(any(r.ahead[1] > 0 for r in replays)), op=MPI.MAX)
+            assert sent_ahead == 1                          # and some rank sends its first message ahead
+        if call in ("Bcast", "Allgather", "Alltoall"):
+            # Rank 1 passes a derived datatype (pairs of int32): every rank delegates, rank 0 replaying.
+            pair = MPI.INT.Create_contiguous(2).Commit()
+            try:
+                if call == "Bcast":
+                    recv[...] = values("int32", m, rank)
+                blocks = 1 if call == "Bcast" else size
+                derived = (None if send is None else [send, send.size // 2 // (size if call == "Alltoall" else 1),
+                                                      pair], [recv, recv.size // 2 // blocks, pair])
+                run(emu, *(derived if rank == 1 else (send, recv)))
+                check(send, recv, m)
+                assert emu.stats[call].delegated == (size > 1)
+            finally:
+                pair.Free()
+        if size > 1:   # rank 1 calls with other counts: ValueError everywhere, nothing left in flight
+            other = buffers(m + 1) if rank == 1 else (send, recv)
+            with pytest.raises(ValueError, match="the ranks' calls differ"):
+                run(emu, *other)
+        for _ in range(3):
+            if call == "Bcast":
+                recv[...] = values("int32", m, rank)
+            run(emu, send, recv)
+            check(send, recv, m)
+    finally:
+        emu.close()
+
+
 def test_construction_errors():
     with pytest.raises(ValueError, match="devices_per_rank=0"):
         EmulatedComm(WORLD, devices_per_rank=0)
