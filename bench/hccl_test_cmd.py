@@ -16,10 +16,18 @@ holds, which is nccl-tests' size S of the call:
 * all_reduce_test, broadcast_test, reduce_test: each NPU's whole buffer (S = data_size);
 * all_gather_test: each NPU's receive buffer, P blocks of data_size / P (its send buffer);
 * reduce_scatter_test: each NPU's send buffer, P blocks of data_size / P (its receive buffer);
-* alltoall_test: each NPU's send (= receive) buffer, data_size / P per peer.
+* alltoall_test: each NPU's send (= receive) buffer, data_size / P per peer;
+* scatter_test: the root's send buffer, P blocks of data_size / P (each NPU's receive buffer,
+  ``HcclScatter``'s recvCount: ``hccl_scatter_rootinfo_test.cc`` rounds ``count / rank_size`` up and
+  divides ``recv bytes x rank_size`` by the time);
+* alltoallv_test: each NPU's send (= receive) buffer, cut evenly, ``count / rank_size`` elements per
+  peer (``hccl_alltoallv_rootinfo_test.cc``: the element count rounded up to a multiple of
+  ``rank_size x 128``, or of ``rank_size`` below that; alg_bandwidth is one NPU's buffer over the
+  time). ccemu's alltoallv of the P NPUs' buffers (its size is what all of them send, P x data_size),
+  checked with the counts on column blocks of every peer's block.
 
-As hccl_test does, the per-NPU block count is rounded up (to whole elements, and for the three
-block collectives to whole elements per block), and alg_bandwidth divides the bytes actually moved.
+As hccl_test does, the per-NPU block count is rounded up (to whole elements, and for the block
+collectives to whole elements per block), and alg_bandwidth divides the bytes actually moved.
 
 No-ops: ``-n`` and ``-w`` only appear in the start line (emulated times need no repeats; the data
 runs once per size); ``-z`` (zero copy), ``-s`` (nslb), ``-a`` (accelerator mode) are accepted and
@@ -46,9 +54,13 @@ DEFAULT_TOPOLOGY = "atlas800t-a2"
 EXECUTABLES = {
     "all_reduce_test": "allreduce", "all_gather_test": "allgather", "reduce_scatter_test": "reduce_scatter",
     "alltoall_test": "alltoall", "broadcast_test": "broadcast", "reduce_test": "reduce",
+    "scatter_test": "scatter", "alltoallv_test": "alltoallv",
 }
-#: hccl_test executables without a ccemu collective yet.
-NOT_YET = ("alltoallv_test", "scatter_test")
+#: hccl_test executables without a ccemu collective yet: none (its eight binaries, libraries.md 3.5).
+NOT_YET: tuple = ()
+#: hccl_test's ``granularity`` (``hccl_test_common.h``, 128): alltoallv_test's element count is rounded
+#: up to a multiple of ``rank_size x GRANULARITY`` (of ``rank_size`` when it is smaller than that).
+GRANULARITY = 128
 
 #: hccl_test's -d names -> ccemu dtype.
 DTYPE_NAMES = {
@@ -66,7 +78,8 @@ def register(subparsers):
     p = subparsers.add_parser(
         "hccl-test", help="Ascend hccl_test's flags and output, with emulated times",
         description="Run an hccl_test executable's sweep (all_reduce_test, all_gather_test, reduce_scatter_test, "
-                    "alltoall_test, broadcast_test, reduce_test) and print its table with ccemu's emulated times.")
+                    "alltoall_test, broadcast_test, reduce_test, scatter_test, alltoallv_test) and print its "
+                    "table with ccemu's emulated times.")
     p.add_argument("executable", metavar="EXECUTABLE", help=", ".join(EXECUTABLES))
     p.add_argument("-b", dest="minbytes", default="64M", help="smallest data size, K/M/G (default 64M)")
     p.add_argument("-e", dest="maxbytes", default="64M", help="largest data size, K/M/G (default 64M)")
@@ -76,7 +89,7 @@ def register(subparsers):
     p.add_argument("-w", dest="warmup_iters", type=int, default=5, help="warm-up iterations (default 5; start line only)")
     p.add_argument("-o", dest="op", default="sum", help="|".join(OPS) + " (default sum)")
     p.add_argument("-d", dest="datatype", default="fp32", help="|".join(DTYPE_NAMES) + " (default fp32)")
-    p.add_argument("-r", dest="root", type=int, default=0, help="root rank of broadcast/reduce (default 0)")
+    p.add_argument("-r", dest="root", type=int, default=0, help="root rank of broadcast/reduce/scatter (default 0)")
     p.add_argument("-c", dest="check", type=int, default=1, help="check the result: 1 (default) or 0 (NULL)")
     p.add_argument("-p", dest="npus", type=int, default=None,
                    help="NPUs per node (default and only value: the topology's devices per server)")
@@ -135,7 +148,17 @@ def hccl_sizes(lo: int, hi: int, factor: float | None, step: int | None) -> list
 
 
 def count_for(spec, data_size: int, P: int, itemsize: int) -> int:
-    """Elements per slot (ccemu's count) for hccl_test's data size, rounded up as hccl_test does."""
+    """Elements per slot (ccemu's count) for hccl_test's data size, rounded up as hccl_test does
+    (alltoallv: the count of all NPUs' buffers, each rounded up to its alignment).
+
+    >>> from collectives import registry
+    >>> count_for(registry.collective("scatter"), 1000, 8, 4), count_for(registry.collective("alltoallv"), 1000, 8, 4)
+    (32, 2048)
+    """
+    if spec.call_params:   # alltoallv_test: per NPU ceil(data_size / itemsize) elements, aligned
+        count = -(-data_size // itemsize)
+        align = P * GRANULARITY if count >= P * GRANULARITY else P
+        return P * (-(-count // align) * align)
     slots = P if spec.per_device_blocks else 1
     return -(-data_size // (itemsize * slots))
 
@@ -182,11 +205,37 @@ def main(args) -> int:
         nbytes = spec.nbytes(P, count, itemsize)
         result = simulate(coll, nbytes, topo, algorithm="auto", library="hccl", dtype=dtype, op=op, root=args.root)
         time_us = result.time_s * 1e6
-        algbw = nbytes / time_us / 1e3 if time_us > 0 else 0.0
+        moved = nbytes // P if spec.call_params else nbytes   # alltoallv_test: one NPU's buffer
+        algbw = moved / time_us / 1e3 if time_us > 0 else 0.0
         check = "NULL"
-        if checkable:
+        if checkable and spec.call_params:
+            check = "success" if _alltoallv_wrong(P, count // (P * P), result, dtype, topo) == 0 else "failed"
+        elif checkable:
             run = dataplane.measure(coll, P, count, result.algorithm, result.params, dtype=dtype, op=op,
                                     root=args.root, topology=topo, iters=1, warmup=0, places=(False,), budget_s=0.1)
             check = "success" if run[0].nwrong == 0 else "failed"
         print(format_row(data_size, time_us, algbw, check), flush=True)
     return 0
+
+
+def _alltoallv_wrong(P: int, per_peer: int, result, dtype: str, topology) -> int:
+    """Wrong elements of alltoallv_test's even alltoallv (``per_peer`` elements from every NPU to every
+    NPU) on the schedule ``result`` timed, run in column blocks of every peer's block (each block an
+    even alltoallv of its own width) of at most :data:`collectives.dataplane.BLOCK_BYTES`."""
+    import numpy as np
+
+    import collectives
+    from collectives import dataplane, dtypes, registry
+
+    even = registry.collective("alltoall")          # the same input layout: P blocks of per_peer per NPU
+    params = {k: v for k, v in result.params.items() if k != "counts"}
+    bits = dtype if dtypes.bits_only(dtype) else None
+    width = max(1, min(per_peer, dataplane.BLOCK_BYTES // max(P * P * dtypes.itemsize(dtype), 1)))
+    wrong = 0
+    for lo in range(0, per_peer, width):
+        cols = dataplane.block_columns(even, P, per_peer, lo, min(per_peer, lo + width))
+        data = np.stack([dataplane.device_input(even, P, per_peer, dtype, "sum", d, cols) for d in range(P)])
+        got = collectives.run("alltoallv", data, result.algorithm, dtype=bits, **params)
+        want = collectives.reference("alltoallv", data, dtype=bits)
+        wrong += int(np.count_nonzero(got.view(want.dtype) != want))
+    return wrong

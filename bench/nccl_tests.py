@@ -51,8 +51,13 @@ DEFAULT_TOPOLOGY = "atlas800t-a2"
 NCCL_TESTS_VERSION = "2.19.6"
 #: nccl-tests' ``JSON_FILE_VERSION`` of that layout (``src/util.cu``).
 JSON_FILE_VERSION = 3
-#: nccl-tests' binaries with no ccemu collective (exit status 2 naming what exists).
-NCCL_TESTS_ONLY = ("alltoallv_perf", "gather_perf", "scatter_perf", "sendrecv_perf", "hypercube_perf")
+#: nccl-tests' binaries with no ccemu collective (exit status 2 naming what exists): none left. Its
+#: CMake list of collectives (``src/CMakeLists.txt`` COLLS: all_reduce, all_gather, broadcast,
+#: reduce_scatter, reduce, alltoall, alltoallv, gather, scatter, sendrecv, hypercube) are all
+#: registered collectives' ``perf_name``s; ``alltoallv_perf`` runs ccemu's alltoallv (its even split
+#: of S over all devices, :mod:`collectives.alltoallv`), not nccl-tests' distance-weighted traffic
+#: (``NCCL_TESTS_ALLTOALLV_SPREAD``) or matrix file.
+NCCL_TESTS_ONLY: tuple = ()
 #: nccl-tests' -d names in its order (``-d all``: its test_typenames with fp8, NCCL >= 2.24; nccl-tests
 #: drops f8e4m3 / f8e5m2 from ``all`` on GPUs before Hopper, which the emulation does not model).
 TYPE_ORDER = ("int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "float", "double", "bfloat16",
@@ -109,7 +114,7 @@ def register(sub):
     a("-c", "--check", type=int, default=1, help="check results (0: no, prints N/A)")
     a("-o", "--op", default="sum", help="/".join(OP_ORDER) + "/all (default sum)")
     a("-d", "--datatype", default="float", help="|".join(TYPE_ORDER) + "|all (default float)")
-    a("-r", "--root", default="0", help="root device of broadcast/reduce, or all (default 0)")
+    a("-r", "--root", default="0", help="root device of broadcast/reduce/gather/scatter, or all (default 0)")
     a("-z", "--blocking", type=int, default=0, help="0/1/2/3: no-op (header line as nccl-tests prints it)")
     a("-y", "--stream_null", type=int, default=0, help="0/1: no-op")
     a("-T", "--timeout", type=int, default=0, help="seconds: stop when one emulated synchronisation (the -n x -m "
@@ -239,9 +244,9 @@ def _sweep_length(lo, hi, factor, step) -> int:
 
 def row_count(spec, size: int, P: int, itemsize: int) -> int:
     """The count column of a ``size``-byte call, as nccl-tests 2.19 computes it: elements per device
-    (allreduce, broadcast, reduce), or per block for the collectives whose size is P blocks
-    (allgather, reduce_scatter, alltoall), rounded down to a multiple of 16 bytes per block
-    (``(count/nranks) & -(16/eltSize)`` in its ``*GetCollByteCount``).
+    (allreduce, broadcast, reduce, sendrecv), or per block for the collectives whose size is P blocks
+    (allgather, reduce_scatter, alltoall, gather, scatter, hypercube), rounded down to a multiple of
+    16 bytes per block (``(count/nranks) & -(16/eltSize)`` in its ``*GetCollByteCount``).
 
     >>> from collectives import registry
     >>> row_count(registry.collective("alltoall"), 1000, 8, 4), row_count(registry.collective("allreduce"), 1000, 8, 4)
@@ -387,7 +392,8 @@ def main(args) -> int:
     sizes = sizes_from(args)
     names = [n for n in TYPE_ORDER if n in dtypes.nccl_names()]
     types = [dtypes.canonical(t) for t in _choices(args.datatype, names, "datatype", NOT_YET_TYPES)]
-    ops = _choices(args.op, OP_ORDER, "op") if spec.reduces else ["sum"]
+    # sendrecv names its ops in the rows (nccl-tests passes them to TimeTest) though it reduces nothing.
+    ops = _choices(args.op, OP_ORDER, "op") if spec.reduces or spec.op_column else ["sum"]
     for dtype in types:
         bad = [s for s in sizes if s % dtypes.itemsize(dtype)]
         if bad:
@@ -395,6 +401,10 @@ def main(args) -> int:
                              f"({dtypes.itemsize(dtype)} bytes)")
     topo = load_topology(args.topology, nodes=args.nodes, gpu=args.gpu, nic=args.nic, routing=args.routing)
     P = topo.num_devices
+    try:  # hypercube: powers of two only (nccl-tests prints "nRanks P is not a power of 2, skipping")
+        spec.check_devices(P)
+    except ValueError as exc:  # the same on every rank: rank 0 says it, all exit with 2
+        raise RanksDisagree(f"{topo.name}: {exc}") from None
     roots = _roots(args, spec, P, topo.name)
     if args.algo.startswith("msccl:"):
         args.algo = _load_msccl(coll, args.algo[len("msccl:"):])
@@ -590,7 +600,7 @@ def _one_size(run, dtype, op, root, size):
     samples = (np.asarray(sim.time_samples_s, dtype=float) if sim.time_samples_s is not None
                else np.full(args.iters, sim.time_s))
     row = {"size": nbytes, "count": count, "type": dtypes.NCCL_NAMES.get(dtype, dtype),
-           "redop": op if spec.reduces else "none", "root": root if spec.rooted else -1, "cycle": 0,
+           "redop": op if spec.reduces or spec.op_column else "none", "root": root if spec.rooted else -1, "cycle": 0,
            "algorithm": sim.algorithm, "params": sim.params, "protocol": sim.protocol,
            "bus_efficiency": sim.bus_efficiency, "peak_GBps": sim.peak_GBps, "headroom": headroom,
            "library": None if sim.library_choice is None else sim.library_choice.as_dict(),
@@ -598,12 +608,14 @@ def _one_size(run, dtype, op, root, size):
            "iter_us": samples * 1e6}
     data = ([(math.nan, None)] * 2 if args.model_only else
             _run_data(args, spec, topo, P, run.comm, dtype, op, root, count, sim.algorithm, sim.params))
+    # nccl-tests' algbw: S / time, but for hypercube the (P-1)/P of S a rank receives (HyperCubeGetBw).
+    alg_bw = sim.algbw_GBps * spec.algbw_factor(P)
     for place, (host_s, nwrong) in zip(("out_of_place", "in_place"), data):
         shown = nwrong
-        if place == "in_place" and spec.name == "alltoall":
-            row["alltoall_in_place_nwrong"] = nwrong  # nccl-tests checks no in-place alltoall: N/A
+        if place == "in_place" and not spec.checks_in_place:
+            row[f"{spec.name}_in_place_nwrong"] = nwrong  # nccl-tests checks no in-place alltoall/sendrecv: N/A
             shown = None
-        row[place] = {"time": sim.time_s * 1e6, "alg_bw": sim.algbw_GBps, "bus_bw": sim.busbw_GBps,
+        row[place] = {"time": sim.time_s * 1e6, "alg_bw": alg_bw, "bus_bw": sim.busbw_GBps,
                       "nwrong": shown, "host_time": host_s * 1e6}
     return row
 
@@ -813,7 +825,7 @@ def _buffer_bytes(run, size, dtype) -> int:
     item = dtypes.itemsize(dtype)
     count = row_count(run.spec, size, run.P, item)
     recv = run.spec.nbytes(run.P, count, item)
-    if run.spec.name == "reduce_scatter":
+    if run.spec.name in ("reduce_scatter", "scatter"):   # a block per device: recvcount is the count
         recv = count * item
     return 2 * size + (recv if run.validation else 0)
 
@@ -929,8 +941,7 @@ def _json(run, rows, errors, avg_bus, min_bw, bw_ok):
                    "peak_GBps": r["peak_GBps"], "time_stats_us": r["time_stats_us"],
                    "host_time_us": {"out_of_place": host(r["out_of_place"]["host_time"]),
                                     "in_place": host(r["in_place"]["host_time"])},
-                   **({"alltoall_in_place_nwrong": r["alltoall_in_place_nwrong"]}
-                      if "alltoall_in_place_nwrong" in r else {})} for r in rows]
+                   **{k: v for k, v in r.items() if k.endswith("_in_place_nwrong")}} for r in rows]
     return {
         "version": JSON_FILE_VERSION, "start_time": run.start_time, "args": argv, "env": env,
         "nccl_version": run.nccl_version_code(), "config": config, "results": results,

@@ -7,7 +7,6 @@ S = P x m x itemsize (the output), busbw = algbw x (P-1)/P.
 import numpy as np
 
 from .collective import Collective, slot_of
-from .registry import register_collective
 
 
 class AllGather(Collective):
@@ -50,5 +49,9 @@ class AllGather(Collective):
         want = {c: (int(slot[c]) * n + c, 1 << int(slot[c])) for c in range(n)}
         return [dict(want) for _ in range(s.P)]
 
+
+# Imported after the class: the registry imports every spec module (gather and hypercube subclass this one),
+# so a first import of this module must define the class before the registry's imports run.
+from .registry import register_collective  # noqa: E402
 
 register_collective(AllGather())

@@ -22,10 +22,12 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     ----------
     collective : str
         A registered collective: ``allreduce``, ``allgather``, ``reduce_scatter``, ``alltoall``,
-        ``alltoallv``, ``broadcast``, ``reduce`` (``collectives.list_collectives()``).
+        ``alltoallv``, ``broadcast``, ``reduce``, ``gather``, ``scatter``, ``sendrecv``, ``hypercube``
+        (``collectives.list_collectives()``).
     data : numpy.ndarray, shape (P, x)
-        Row d is device d's input: allreduce, broadcast, reduce (P, n); allgather (P, m);
-        reduce_scatter and alltoall (P, P*m); alltoallv (P, L), row i its blocks for devices
+        Row d is device d's input: allreduce, broadcast, reduce, sendrecv (P, n); allgather, gather,
+        hypercube (P, m); reduce_scatter, alltoall and scatter (P, P*m; scatter reads the root's row
+        only); alltoallv (P, L), row i its blocks for devices
         0..P-1 packed, ``L >= max_i sum_j counts[i][j]`` (:mod:`collectives.alltoallv`). It is
         never modified. Any byte order: non-native data (e.g. ``x.astype(">f4")``) is converted to
         native order (a copy) first.
@@ -37,8 +39,9 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
         ``band``, ``bor``, ``bxor``, ``maxloc``, ``minloc``; ``ValueError`` for an op the dtype does
         not take (:func:`collectives.ops.check_pair`). Ignored by data-movement collectives.
     root : int
-        Root device of broadcast and reduce: an integer ``0 <= root < P`` (``TypeError`` for
-        anything else, including ``bool``; ``ValueError`` out of range), checked for every collective.
+        Root device of broadcast, reduce, gather and scatter: an integer ``0 <= root < P``
+        (``TypeError`` for anything else, including ``bool``; ``ValueError`` out of range), checked
+        for every collective.
     dtype : str, optional
         For the dtypes numpy has none of: ``"bfloat16"`` for a uint16 array of bfloat16 bit patterns,
         ``"float8_e4m3"``/``"float8_e5m2"`` (nccl-tests' ``f8e4m3``/``f8e5m2``) for a uint8 array of
@@ -52,9 +55,11 @@ def run(collective: str, data, algorithm: str = "ring", op: str = "sum", root: i
     Returns
     -------
     numpy.ndarray
-        allreduce, broadcast (P, n); allgather (P, P*m); reduce_scatter (P, m); alltoall (P, P*m);
-        alltoallv (P, max_j R_j), row j the blocks from devices 0..P-1 packed, zeros after its
-        ``R_j = sum_i counts[i][j]``; reduce (n,), the root's result. In native byte order, of
+        allreduce, broadcast (P, n); allgather, hypercube (P, P*m); reduce_scatter, scatter (P, m);
+        alltoall (P, P*m); alltoallv (P, max_j R_j), row j the blocks from devices 0..P-1 packed,
+        zeros after its ``R_j = sum_i counts[i][j]``; reduce (n,) and gather (P*m,), the root's
+        result; sendrecv (P, n), row d device d-1's input. hypercube takes a power-of-two P only
+        (``ValueError`` otherwise). In native byte order, of
         ``data``'s dtype. Equal bit for bit to ``reference(collective, data, op, root)`` (signed
         zeros and NaN payloads included; the rules are in :mod:`collectives.kernels`), and the same
         bits on every device.

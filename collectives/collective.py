@@ -29,6 +29,12 @@ class Collective:
     call_params: tuple = ()
     #: The collective whose tuning a library applies to this one (alltoallv: alltoall), or "".
     tuned_as: str = ""
+    #: Whether nccl-tests counts the wrong elements of an in-place call (alltoall and sendrecv set
+    #: ``args->reportErrors = in_place ? 0 : 1``: their in-place ``#wrong`` is ``N/A``).
+    checks_in_place: bool = True
+    #: Whether nccl-tests' rows name the ``-o`` op (and ``-o all`` repeats the sweep per op) though
+    #: nothing is reduced (sendrecv passes its ops to ``TimeTest``); otherwise ``redop`` is ``none``.
+    op_column: bool = False
 
     def nbytes_for_size(self, size: int, P: int, per_device: bool) -> int:
         """nccl-tests' S of a call of ``size`` bytes: ``size`` itself, or per device when ``per_device``."""
@@ -37,6 +43,20 @@ class Collective:
     # -- sizes ----------------------------------------------------------------------------------
     def busbw_factor(self, P: int) -> float:
         raise NotImplementedError
+
+    def algbw_factor(self, P: int) -> float:
+        """nccl-tests' algbw over ``S / time`` (its ``GetBw``'s ``baseBw``): 1, except for hypercube,
+        whose algbw counts the ``(P-1)/P`` of S a rank receives. :func:`collectives.simulate`'s
+        ``algbw_GBps`` is always ``S / time``; ``ccemu bench`` prints this factor times it."""
+        return 1.0
+
+    def supports(self, P: int) -> bool:
+        """Whether the collective is defined on ``P`` devices (hypercube: powers of two only)."""
+        return True
+
+    def check_devices(self, P: int) -> int:
+        """``P`` if :meth:`supports` it; a one-line ``ValueError`` saying why not otherwise."""
+        return P
 
     def buffer_length(self, P: int, count: int) -> int:
         raise NotImplementedError

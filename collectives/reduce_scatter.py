@@ -6,7 +6,6 @@ Input (P, P*m), output (P, m); S = P x m x itemsize (the input), busbw = algbw x
 import numpy as np
 
 from .collective import Collective, full_mask, np_reduce, slot_of
-from .registry import register_collective
 
 
 class ReduceScatter(Collective):
@@ -54,5 +53,9 @@ class ReduceScatter(Collective):
         slot = slot_of(s, s.count)
         return [{c: (c, full_mask(s.P)) for c in range(len(s.chunk_off)) if slot[c] == d} for d in range(s.P)]
 
+
+# Imported after the class: the registry imports every spec module (scatter subclasses this one),
+# so a first import of this module must define the class before the registry's imports run.
+from .registry import register_collective  # noqa: E402
 
 register_collective(ReduceScatter())

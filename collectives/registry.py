@@ -161,6 +161,7 @@ def build_schedule(collective: str, algorithm: str, P: int, count: int, root: in
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count={count!r}; expected an integer >= 0")
     check_root(root, P)
+    spec.check_devices(int(P))
     schedule = build(spec, int(P), int(count), int(root), topology, **params)
     if topology is not None and topology.graph.graph.get("lost_links"):
         _check_lost_links(topology, schedule, collective, algorithm)
@@ -199,4 +200,5 @@ def check_root(root, P: int) -> int:
 # Collectives in nccl-tests' order (the order CLIs list them in).
 from . import allreduce  # noqa: E402,F401,I001
 from . import allgather, reduce_scatter, alltoall, alltoallv, broadcast, reduce  # noqa: E402,F401
+from . import gather, scatter, sendrecv, hypercube  # noqa: E402,F401
 from .algorithms import bruck, direct, halving_doubling, hierarchical, in_network, ring, tree  # noqa: E402,F401

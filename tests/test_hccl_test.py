@@ -48,7 +48,7 @@ def test_all_reduce_rows_match_the_emulated_time(capsys):
 
 @pytest.mark.parametrize("exe,coll", [("all_gather_test", "allgather"), ("reduce_scatter_test", "reduce_scatter"),
                                       ("alltoall_test", "alltoall"), ("broadcast_test", "broadcast"),
-                                      ("reduce_test", "reduce")])
+                                      ("reduce_test", "reduce"), ("scatter_test", "scatter")])
 def test_other_collectives_use_data_size_as_nccl_tests_size(capsys, exe, coll):
     from collectives import simulate
     from topologies import load_topology
@@ -72,8 +72,7 @@ def test_step_bytes_default_and_no_check(capsys):
 @pytest.mark.parametrize("argv,words", [
     (ARGS[:-4] + ["-d", "fp99"], "fp99"),
     (["hccl-test", "all_reduce_test", "-b", "8K", "-e", "1M", "-f", "1.0"], "-f 1"),
-    (["hccl-test", "alltoallv_test"], "does not have alltoallv"),
-    (["hccl-test", "scatter_test"], "does not have scatter"),
+    (["hccl-test", "scatter_test", "-r", "8"], "-r 8"),
     (["hccl-test", "all_reduce_test", "-p", "3"], "-p 3"),
     (["hccl-test", "all_reduce_test", "-o", "avg"], "-o avg"),
     (["hccl-test", "all_reduce_test", "-c", "2"], "-c 2"),

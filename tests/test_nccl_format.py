@@ -310,11 +310,9 @@ def test_threads_and_gpus_must_make_the_topologys_devices(capsys):
     (["bench", "allreduce", "-z", "4"], "-z 4: expected a whole number from 0 to 3"),
     (["bench", "allreduce", "-n", "5", "-K", "5"], "-K 5: expected a whole number from 0 to 4"),
     (["bench", "allreduce", "-r", "x"], "-r x: expected a device index or all"),
-    (["bench", "scatter_perf"], "scatter_perf: nccl-tests' scatter_perf has no ccemu collective yet; ccemu emulates "
-                                "all_reduce_perf (allreduce), all_gather_perf (allgather)"),
-    (["gather_perf", "-b", "1K"], "gather_perf: nccl-tests' gather_perf has no ccemu collective yet"),
-    (["bench", "sendrecv_perf"], "alltoall_perf (alltoall), "),
-    (["bench", "hypercube_perf"], "broadcast_perf (broadcast), reduce_perf (reduce)"),
+    (["bench", "bisection_perf"], "argument COLLECTIVE: invalid choice: 'bisection_perf'"),
+    (["bench", "hypercube_perf", "--nodes", "3"], "atlas800t-a2-x3: hypercube needs a power-of-two device count, "
+                                                  "got P=24"),
 ])
 def test_bad_nccl_tests_input_one_line_exit_2(argv, match, capsys):
     assert main(argv + ["--model-only"]) == 2
@@ -324,7 +322,10 @@ def test_bad_nccl_tests_input_one_line_exit_2(argv, match, capsys):
 
 @pytest.mark.parametrize("binary,coll", [("all_reduce_perf", "allreduce"), ("all_gather_perf", "allgather"),
                                          ("reduce_scatter_perf", "reduce_scatter"), ("alltoall_perf", "alltoall"),
-                                         ("broadcast_perf", "broadcast"), ("reduce_perf", "reduce")])
+                                         ("broadcast_perf", "broadcast"), ("reduce_perf", "reduce"),
+                                         ("alltoallv_perf", "alltoallv"), ("gather_perf", "gather"),
+                                         ("scatter_perf", "scatter"), ("sendrecv_perf", "sendrecv"),
+                                         ("hypercube_perf", "hypercube")])
 def test_binary_names_are_aliases(binary, coll, capsys):
     tail = ["-b", "1K", "-e", "4K", "-f", "4", "--model-only", "--topology", "hgx-h20"]
     by_name = parse(run(["bench", coll, *tail], capsys))

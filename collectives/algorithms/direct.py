@@ -10,6 +10,11 @@ switch's ports in one step; and pairwise exchange, one peer per step.
 - alltoallv ``direct`` and ``pairwise``: the same steps with each pair's own block (its count);
   pairs with nothing to send are left out, and so is a step left empty. Pairwise's step k lasts as
   long as its largest block, HCCL's documented ``(p-1) alpha + beta sum_k max_i n(i, i+k)``.
+- gather ``direct``: every device sends its block to the root in one step; scatter ``direct``: the
+  root sends block j to device j in one step. What nccl-tests' ``gather_perf`` / ``scatter_perf``
+  run: one group of ``ncclSend``/``ncclRecv`` (the root's own block stays where it is).
+- sendrecv ``direct``: device i sends its buffer to ``i+1`` (mod P) in one step, nccl-tests'
+  ``sendrecv_perf`` (one device: a local copy, as NCCL's send to itself).
 """
 
 from __future__ import annotations
@@ -126,3 +131,32 @@ def pairwise_alltoallv(spec, P, count, root=0, topology=None, **params):
     phases = [_v_phase("local-copy", counts, src, src)]
     phases += [_v_phase(f"exchange{k}", counts, src, (src + k) % P) for k in range(1, P)]
     return spec.schedule("pairwise", counts, [ph for ph in phases if ph is not None], root)
+
+
+# -- nccl-tests' point-to-point collectives: one group of ncclSend/ncclRecv, all transfers in one step
+
+@algorithm("gather", "direct", large_scale=True)
+def direct_gather(spec, P, count, root=0, topology=None, **params):
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
+    off, ln = split(P * count, P)                # chunk d: device d's slot
+    src = np.delete(np.arange(P, dtype=np.int64), root)
+    phases = [Phase("gather", src, np.full(P - 1, root, dtype=np.int64), fixed(src))] if P > 1 else []
+    return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
+
+
+@algorithm("scatter", "direct", large_scale=True)
+def direct_scatter(spec, P, count, root=0, topology=None, **params):
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
+    off, ln = split(P * count, P)                # chunk d: device d's slot
+    dst = np.delete(np.arange(P, dtype=np.int64), root)
+    phases = [Phase("scatter", np.full(P - 1, root, dtype=np.int64), dst, fixed(dst))] if P > 1 else []
+    return Schedule(spec.name, "direct", P, count, P * count, off, ln, phases, root)
+
+
+@algorithm("sendrecv", "direct", large_scale=True)
+def direct_sendrecv(spec, P, count, root=0, topology=None, **params):
+    resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
+    off, ln = split(2 * count, 2)                # chunk 0: the send block, chunk 1: the receive block
+    src = np.arange(P, dtype=np.int64)
+    shift = Phase("shift", src, (src + 1) % P, fixed(np.zeros(P, np.int64), np.ones(P, np.int64)))
+    return Schedule(spec.name, "direct", P, count, 2 * count, off, ln, [shift], root)

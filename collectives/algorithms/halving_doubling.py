@@ -18,6 +18,9 @@ each even device ``2i`` hands its data to ``2i+1`` (which becomes virtual rank `
 - reduce_scatter ``recursive_halving``: the first half of the above on the P slots.
 - allgather ``recursive_doubling``: step k: partners at distance ``2^k`` swap everything they hold:
   ``lg p' alpha + (p'-1)/p' n beta`` for a power of two.
+- hypercube ``recursive_doubling``: the same exchanges on a power of two (the collective takes no
+  other P): nccl-tests' ``hypercube_perf``, whose step ``mask = 2^k`` sends the ``mask`` blocks from
+  ``rank & ~(mask-1)`` to ``rank ^ mask``, one group of ``ncclSend``/``ncclRecv`` per step.
 """
 
 from __future__ import annotations
@@ -160,4 +163,13 @@ def recursive_doubling_allgather(spec, P, count, root=0, topology=None, **params
     phases = (fold.fold("fold", lambda i: [2 * i], reduce=False)
               + _block_steps(fold, "doubling", False, False, slots_mode=True)
               + fold.unfold("unfold", lambda i: everything[everything != 2 * i]))
+    return Schedule(spec.name, "recursive_doubling", P, count, P * count, off, ln, phases, root)
+
+
+@algorithm("hypercube", "recursive_doubling", large_scale=True)
+def recursive_doubling_hypercube(spec, P, count, root=0, topology=None, **params):
+    resolve_params(spec.name, "recursive_doubling", params)
+    fold = Fold(P)                               # a power of two (spec.check_devices): nothing to fold
+    off, ln = split(P * count, P)
+    phases = _block_steps(fold, "hypercube", False, False, slots_mode=True)
     return Schedule(spec.name, "recursive_doubling", P, count, P * count, off, ln, phases, root)

@@ -45,7 +45,8 @@ __all__ = ["Choice", "Candidate", "LIBRARIES", "library", "device_model", "nativ
 
 
 #: The collectives the vendor library models have tuners for (alltoallv through alltoall's: :func:`tuned_as`).
-MODELLED_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "alltoall", "alltoallv", "broadcast", "reduce")
+MODELLED_COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "alltoall", "alltoallv", "broadcast", "reduce",
+                        "gather", "scatter", "sendrecv", "hypercube")
 
 
 class Candidate(NamedTuple):

@@ -60,6 +60,12 @@ level0 + level1 (AG / RS)        ``hierarchical``, inter Ring ``ring``, H-D_R   
 flat NHR (A3 small sizes)        ``halving_doubling`` (AR), ``bruck`` (AG / RS)          approximate
 Broadcast / Reduce across        ``ring``                                                approximate
 servers
+Scatter (HcclScatter): Mesh      ``direct``                                              exact on one
+(one server), Ring inside /                                                              mesh server
+level 1 Ring across servers
+Gather, SendRecv, HyperCube      ``direct`` (``recursive_doubling`` for HyperCube)       approximate
+(HcclSend / HcclRecv,
+HcclBatchSendRecv: no tuner)
 ===============================  ======================================================  ==============
 """
 
@@ -110,6 +116,18 @@ OPS = {"allgather": "allgather", "reducescatter": "reduce_scatter", "allreduce":
 LEVEL1_ENV = {"ring": "Ring", "h-d_r": "H-D_R", "nhr": "NHR", "nhr_v1": "NHR_V1", "nb": "NB", "ahc": "AHC",
               "pipeline": "Pipeline", "pairwise": "Pairwise"}
 LEVEL2_ENV = {"ring": "Ring", "h-d_r": "H-D_R", "nhr": "NHR", "nb": "NB", "pipeline": "Pipeline"}
+
+#: nccl-tests' collectives HCCL has no collective call for (none of hccl_test's eight binaries, libraries.md
+#: 3.5): read as HcclSend / HcclRecv pairs (HcclBatchSendRecv), with no algorithm choice and no cost model:
+#: ``{collective: (ccemu algorithm, what HCCL runs, how ccemu's schedule stands for it)}``.
+P2P = {
+    "gather": ("direct", "no HcclGather: HcclSend to the root and the root's HcclRecv from every rank "
+                         "(HcclBatchSendRecv)", "every block to the root at once"),
+    "sendrecv": ("direct", "HcclSend to rank+1 and HcclRecv from rank-1 in one HcclBatchSendRecv",
+                 "every device to the next at once"),
+    "hypercube": ("recursive_doubling", "one HcclBatchSendRecv with rank ^ mask per dimension (nccl-tests' "
+                                        "hypercube_perf)", "log2(P) exchange steps"),
+}
 
 # Per chip (device model): libraries.md 3.1 topology type, 3.3 bandwidth constants (device_capacity.cc: level 0 HCCS
 # 910A 10.0, 910B / 910_93 18.3; level 1 RDMA 910A 12.5 x 0.8, 910B / 910_93 25.0 x 0.8 GB/s). Assumptions, not in
@@ -362,6 +380,8 @@ class HCCLModel:
         env = check_env(self, env)
         si = system(topology)
         dev = self.device(si)
+        if collective in P2P:
+            return self._p2p(collective, nbytes, version, env)
         if not si.uniform:
             raise ValueError(f"{si.name}: servers with different device counts (HCCL's ARS case) are not modelled")
         ccl = buffer_bytes(env)
@@ -377,9 +397,47 @@ class HCCLModel:
         if len(runs) > 1:
             notes.append(f"{len(runs)} runs of at most the {ccl // MB} MB CCL buffer (HCCL_BUFFSIZE, libraries.md 3.4)")
         lv0 = self.level0(collective, si, dev)
+        if collective == "scatter":
+            return self._scatter(nbytes, si, dev, version, lv0, forced, notes)
         if si.nodes == 1:
             return self._one_server(collective, nbytes, si, dev, version, lv0, runs, forced, notes)
         return self._servers(collective, nbytes, si, dev, version, lv0, runs, S_sel, forced, notes)
+
+    def _p2p(self, collective, nbytes, version, env) -> Choice:
+        """A collective HCCL runs as point-to-point calls (:data:`P2P`): no choice, no predicted time."""
+        alg, what, how = P2P[collective]
+        why = f"{what}; no cost model"
+        notes = [why] + (["HCCL_ALGO has no effect on point-to-point calls"] if "HCCL_ALGO" in env else [])
+        return Choice(self.name, version, collective, nbytes, "SendRecv", "Simple", 1, None,
+                      [Candidate("SendRecv", "Simple", 1, None, why)], alg, {}, "simple", False,
+                      f"approximate: {how}", notes=notes)
+
+    def _scatter(self, nbytes, si, dev, version, lv0, forced, notes) -> Choice:
+        """HcclScatter: the level-0 algorithm inside a server (3.1, a mesh sends every block at once);
+        across servers "Scatter = inter -> intra" (3.2) with level 1 Ring (no automatic rule for rooted
+        ops in 3.3) unless HCCL_ALGO sets it. ccemu has no two-level scatter: ``direct`` stands in."""
+        m, d, P = si.nodes, si.ppn, si.P
+        if m == 1:
+            if forced["level1"] is not None:
+                notes.append("HCCL_ALGO level1 has no effect on one server (level 0 follows the hardware)")
+            pred = self.level0_cost(lv0, "scatter", nbytes, d, dev)
+            exact = lv0 == "Mesh"
+            note = ("exact: one-shot full mesh" if exact else
+                    f"approximate: ccemu has no {lv0} scatter; every block from the root at once")
+            return Choice(self.name, version, "scatter", nbytes, lv0, "Simple", 1, pred,
+                          [Candidate(lv0, "Simple", 1, pred, f"{dev['topo']}: HCCL's intra-server algorithm")],
+                          "direct", {}, "simple", exact, note, levels={"level0": lv0}, notes=notes)
+        level1 = forced["level1"] or "Ring"
+        if level1 == "Pairwise":
+            raise ValueError("HCCL_ALGO level1:pairwise applies to AlltoAll only (libraries.md 3.3)")
+        notes.append(f"forced by HCCL_ALGO={forced['level1']}" if forced["level1"] else
+                     "no automatic rule for rooted ops in libraries.md 3.3: Ring")
+        pred = self.level1_cost(level1, "scatter", nbytes, m, d, P, dev) + self.level0_cost(lv0, "scatter",
+                                                                                           nbytes / m, d, dev)
+        return Choice(self.name, version, "scatter", nbytes, level1, "Simple", 1, pred,
+                      [Candidate(level1, "Simple", 1, pred, "inter -> intra (libraries.md 3.2)")], "direct", {},
+                      "simple", False, "approximate: ccemu has no two-level scatter; every block from the root at once",
+                      levels={"level0": lv0, "level1": level1}, notes=notes)
 
     def _total(self, level0, level1, collective, runs, si, dev, flat=False) -> float:
         if flat:

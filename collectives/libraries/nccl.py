@@ -60,6 +60,11 @@ CollNetDirect/     ``in_network`` if a reducing switch reaches approximate (neve
 Chain              every device, else ``hierarchical``
 PAT                ``bruck``                                   approximate: log-depth, one GPU/server
 AllToAll (p2p)     ``direct``                                  approximate: NCCL groups send/recv
+Gather, Scatter,   ``direct``                                  approximate: as AllToAll (nccl-tests'
+SendRecv (p2p)                                                 gather/scatter/sendrecv_perf group
+                                                               ncclSend/ncclRecv in one step)
+HyperCube (p2p)    ``recursive_doubling``                      approximate: log2(P) groups of
+                                                               send/recv, one per dimension
 =================  ==========================================  =======================================
 
 Protocols map by name: LL -> ``ll``, LL128 -> ``ll128``, Simple -> ``simple``.
@@ -437,6 +442,28 @@ def nvls_channels(si, dev, algo: str, comm_nch: int) -> int:
     if algo == "NVLS" and si.nodes > 1:
         n = min(n, comm_nch)
     return n
+
+
+#: nccl-tests' collectives NCCL runs on its p2p path, grouped ncclSend/ncclRecv with no tuner (no
+#: algorithm or protocol choice, no cost model: libraries.md 1.1 for AllToAll; nccl-tests'
+#: src/gather.cu, scatter.cu, sendrecv.cu, hypercube.cu call ncclSend/ncclRecv, or from NCCL 2.28
+#: ncclGather/ncclScatter, read here as the same p2p path: an assumption, libraries.md does not
+#: cover them): ``{collective: (ccemu algorithm, what NCCL runs, how ccemu's schedule stands for it)}``.
+P2P = {
+    "alltoall": ("direct", "no tuned AllToAll: grouped ncclSend/ncclRecv on p2p channels (libraries.md 1.1)",
+                 "every pair at once, as the grouped send/recv are launched together"),
+    "gather": ("direct", "no tuned Gather: grouped ncclSend/ncclRecv to the root (ncclGather from 2.28) on p2p "
+                         "channels", "every block to the root at once, as the grouped send/recv are launched together"),
+    "scatter": ("direct", "no tuned Scatter: grouped ncclSend/ncclRecv from the root (ncclScatter from 2.28) on p2p "
+                          "channels", "every block from the root at once, as the grouped send/recv are launched "
+                                      "together"),
+    "sendrecv": ("direct", "no tuned SendRecv: ncclSend to rank+1 and ncclRecv from rank-1 in one group on p2p "
+                           "channels", "every device to the next at once, as the grouped send/recv are launched "
+                                       "together"),
+    "hypercube": ("recursive_doubling", "no tuned HyperCube: one group of ncclSend/ncclRecv with rank ^ mask per "
+                                        "dimension (nccl-tests' hypercube_perf) on p2p channels",
+                  "log2(P) exchange steps, one per group"),
+}
 
 
 def p2p_channels(comm_nch: int) -> int:
@@ -838,8 +865,8 @@ class NCCLModel:
         g = self.graphs(topology)
         si = g["system"]
         notes = []
-        if collective == "alltoall":
-            return self._alltoall(nbytes, version, g)
+        if collective in P2P:
+            return self._p2p(collective, nbytes, version, g)
         if si.P == 1:
             return Choice(self.name, version, collective, nbytes, "Ring", "Simple", 1, 0.0,
                           [Candidate("Ring", "Simple", 1, 0.0, "one rank: nothing to do")], "ring", {}, "simple",
@@ -867,13 +894,14 @@ class NCCLModel:
                       pick.time_us, [e.candidate() for e in rows], alg, params, CCEMU_PROTOCOL[pick.protocol], exact,
                       note, notes=notes)
 
-    def _alltoall(self, nbytes, version, g) -> Choice:
+    def _p2p(self, collective, nbytes, version, g) -> Choice:
+        """The p2p path (:data:`P2P`): ``SendRecv``/``Simple`` on the p2p channels, no predicted time."""
         nch = p2p_channels(g["comm_channels"])
-        why = "no tuned AllToAll: grouped ncclSend/ncclRecv on p2p channels (libraries.md 1.1); no cost model"
-        return Choice(self.name, version, "alltoall", nbytes, "SendRecv", "Simple", nch, None,
-                      [Candidate("SendRecv", "Simple", nch, None, why)], "direct", {}, "simple", False,
-                      "approximate: every pair at once, as the grouped send/recv are launched together",
-                      notes=[why])
+        alg, what, how = P2P[collective]
+        why = f"{what}; no cost model"
+        return Choice(self.name, version, collective, nbytes, "SendRecv", "Simple", nch, None,
+                      [Candidate("SendRecv", "Simple", nch, None, why)], alg, {}, "simple", False,
+                      f"approximate: {how}", notes=[why])
 
     def mapping(self, algo, collective, si, channels):
         """``(ccemu algorithm, params, exact, note)`` for a pick (module docstring table)."""

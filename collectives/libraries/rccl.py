@@ -25,7 +25,7 @@ multi-node search no constants of its own); threads and channel thresholds per c
 
 Mapping to ccemu: as :mod:`.nccl` (Ring -> ``ring``, Tree -> ``tree``, both approximate: ccemu's
 rings on index strides use 4 of the 7 xGMI links of an 8-GPU mesh where the 28 rome-model rings use
-all of them).
+all of them; AllToAll, Gather, Scatter, SendRecv and HyperCube on NCCL's p2p path, :data:`.nccl.P2P`).
 """
 
 from __future__ import annotations
@@ -255,8 +255,8 @@ class RCCLModel(NCCLModel):
         env = check_env(self, env)
         g = self.graphs(topology)
         si, dev = g["system"], g["device"]
-        if collective == "alltoall":
-            c = self._alltoall(nbytes, version, g)
+        if collective in nccl.P2P:
+            c = self._p2p(collective, nbytes, version, g)
             c.notes += self._msccl(collective, nbytes, si, dev)
             return c
         notes = []
