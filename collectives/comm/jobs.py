@@ -101,7 +101,7 @@ class Job:
 
     def runner(self, work):
         """The data plane on these fixed ``work`` rows as a function ``go(agree=None)``, replayed call after
-        call: the first call runs :meth:`run`, later ones the executor's
+        call: the first two calls run :meth:`run`, later ones the executor's
         :class:`~collectives.executors.mpi.Replay` (persistent requests on views made once) where it
         applies. ``work`` must stay the same object with the same memory.
 
@@ -109,11 +109,12 @@ class Job:
         message is received: ``ahead`` is ``(tag, nbytes)`` of the message this rank sent ahead of it (its
         first step's, when a Replay runs; ``(0, 0)``: none). When it returns False (the ranks do not
         emulate this call) ``go`` returns False having moved nothing; the peer drops what was sent ahead."""
-        replay = None   # None: not tried yet; False: does not apply
+        replay = None   # None: not made yet; False: does not apply
+        runs = 0
         call = self.call
 
         def go(agree=None):
-            nonlocal replay
+            nonlocal replay, runs
             if replay:
                 # An agreement that fails raises on every rank (nothing left in flight): not a failure
                 # inside the steps, which must end the job.
@@ -127,7 +128,8 @@ class Job:
             if agree is not None and not agree(NOTHING_AHEAD):
                 return False
             self.run(work)
-            if replay is None:  # made after a first call: a one-off call costs no requests
+            runs += 1
+            if replay is None and runs == 2:  # made once the rows came back: a one-off call costs no requests
                 try:
                     replay = self.bound.replayer(work, self.op, self.fmt) or False
                 except (IndexError, ValueError):  # rows that do not hold a chunk: run() says so

@@ -522,7 +522,7 @@ def test_replayed_call_meets_a_peer_that_does_otherwise(call):
     m = 8
     send, recv = buffers(m)
     try:
-        for _ in range(4):   # the first call runs plainly, the next ones replay
+        for _ in range(4):   # the first two calls run plainly, the next ones replay
             if call == "Bcast":
                 recv[...] = values("int32", m, rank)
             run(emu, send, recv)
