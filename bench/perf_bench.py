@@ -60,6 +60,16 @@ warm(); t, setup = built("dgx-h100", nodes=128)
 r, s = timed(lambda: collectives.simulate("alltoall", 1 << 30, t, algorithm="pairwise"))
 report(timed_s=s, setup_s=setup, note=f"busbw {r.busbw_GBps:.2f} GB/s")
 """,
+    "direct all-to-all, 16384 devices (dgx-h100 x2048)": """
+warm(); t, setup = built("dgx-h100", nodes=2048)
+r, s = timed(lambda: collectives.simulate("alltoall", 1 << 30, t, algorithm="direct"))
+report(timed_s=s, setup_s=setup, note=f"busbw {r.busbw_GBps:.2f} GB/s")
+""",
+    "pairwise all-to-all, 16384 devices (dgx-h100 x2048)": """
+warm(); t, setup = built("dgx-h100", nodes=2048)
+r, s = timed(lambda: collectives.simulate("alltoall", 1 << 30, t, algorithm="pairwise"))
+report(timed_s=s, setup_s=setup, note=f"busbw {r.busbw_GBps:.2f} GB/s")
+""",
     "best allreduce, 1440 devices (gb200-nvl72 x20), per size": """
 warm(); t, setup = built("gb200-nvl72", nodes=20)
 times = []
@@ -134,7 +144,7 @@ def _cli(argv, env=None, timeout=1800) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.perf_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--skip-16k", action="store_true", help="leave out the 16384-device case")
+    ap.add_argument("--skip-16k", action="store_true", help="leave out the 16384-device cases")
     ap.add_argument("--only", default=None, help="run only the cases whose name contains this text")
     args = ap.parse_args(argv)
     ref = _reference_s()

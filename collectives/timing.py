@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from topologies.model import PROTOCOLS
-from topologies.network import StepSolver, StepTimer, expand_edge_bytes
+from topologies.network import PatternDetail, StepSolver, StepTimer, expand_edge_bytes
 
 from . import dtypes, registry, select
 from .ops import check_op
@@ -443,8 +443,17 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     # Bytes per link of each segment's routing arrays (the same in every regime), spread on the
     # topology's own links once at the end.
     seg_bytes = [np.zeros(len(ts[0].solver.arrays.edge_kind)) for _, _, ts in plan]
+    # Steps solved on a quotient (PatternDetail): their bytes per orbit of links, per segment and quotient.
+    seg_orbits = [{} for _ in plan]
+    if not keep_shapes:    # pairwise steps: their representatives routed in one pass
+        patterns = [ph.pattern for ph in schedule.phases if getattr(ph, "pattern", None) is not None]
+        if len(patterns) > 1:
+            for _, _, seg_timers in plan:
+                seg_timers[0].solver.prefetch(patterns)
     step = 0
-    for phase, src, dst, nb, reduce, repeat in schedule.timing(itemsize):
+    for phase, src, dst, nb, reduce, repeat, pattern in _timing(schedule, itemsize, not keep_shapes):
+        if pattern is not None and reduce and spec.reduces:
+            src, dst, nb, pattern = _materialise(src, nb)
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
         devices = len(np.union1d(src, dst)) if keep_shapes else 0
         for i, (first, _, seg_timers) in enumerate(plan):
@@ -453,12 +462,22 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
             if count == 0:
                 continue
             for r, (timer, run) in enumerate(zip(seg_timers, runs)):
-                t_net, detail = timer.time(node_of[i][src], node_of[i][dst], nb)
+                got = None if pattern is None else timer.time_pattern(pattern, nb)
+                if got is None and pattern is not None:   # no symmetry to use: the step's own arrays
+                    src, dst, nb, pattern = _materialise(src, nb)
+                t_net, detail = timer.time(node_of[i][src], node_of[i][dst], nb) if got is None else got
                 # Devices reduce while data streams in (as NCCL's kernels do): the slower sets the pace.
                 t_step = max(t_net, t_red)
                 run.total += t_step * count
                 if detail is not None and r == 0:  # the bytes on each link are the same in every regime
-                    seg_bytes[i][detail.edge_ids] += count * detail.edge_bytes
+                    if isinstance(detail, PatternDetail):
+                        q = detail.quotient
+                        acc = seg_orbits[i].get(q.generators)
+                        if acc is None:
+                            acc = seg_orbits[i][q.generators] = [q, np.zeros(q.n_orbits)]
+                        acc[1] += count * detail.orbit_bytes
+                    else:
+                        seg_bytes[i][detail.edge_ids] += count * detail.edge_bytes
                 if keep_shapes:
                     run.shapes.append((count, detail, t_red, devices))
                 if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
@@ -467,6 +486,9 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
                     run.steps.append({"phase": phase, "repeat": count, "step_s": t_step})
         step += repeat
     link_bytes = np.zeros(len(runs[0].capacity_Bps))
+    for i, orbits in enumerate(seg_orbits):
+        for q, per_orbit in orbits.values():   # every link of an orbit carries its share
+            seg_bytes[i] += (per_orbit / q.orbit_size)[q.edge_orbit]
     for i, (_, _, ts) in enumerate(plan):
         per_edge = expand_edge_bytes(seg_bytes[i], ts[0].solver.arrays)
         if edge_map[i] is None:
@@ -476,6 +498,33 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     for run in runs:
         run.link_bytes = link_bytes
     return runs
+
+
+def _timing(schedule, itemsize, patterns=True):
+    """:meth:`Schedule.timing`'s items with a last field: a phase's symmetric pattern
+    (:class:`topologies.symmetry.Circulant`, of a :class:`~collectives.algorithms.direct.PatternPhase`),
+    or None. A pattern phase of equal chunks is yielded unbuilt, as ``(name, phase, None, bytes of
+    each transfer, reduce, repeat, pattern)``: :func:`_materialise` gives its arrays when needed."""
+    phases = schedule.phases
+    equal = bool(np.all(schedule.chunk_len == schedule.chunk_len[0])) if len(schedule.chunk_len) else True
+    if not (patterns and equal and any(getattr(ph, "pattern", None) is not None for ph in phases)):
+        for item in schedule.timing(itemsize):
+            yield item + (None,)
+        return
+    one = float(schedule.chunk_len[0] * itemsize) if len(schedule.chunk_len) else 0.0
+    for ph in phases:     # as Schedule.timing does with equal chunks
+        pattern = getattr(ph, "pattern", None)
+        if pattern is not None:
+            yield ph.name, ph, None, one, ph.reduce, ph.repeat, pattern
+            continue
+        src, dst, units = ph.pair_form()
+        nb = np.full(len(src), one) if units is None else units * one
+        yield ph.name, src, dst, nb, ph.reduce, ph.repeat, None
+
+
+def _materialise(phase, one):
+    """``(src, dst, nbytes, None)`` of an unbuilt pattern phase whose transfers carry ``one`` bytes each."""
+    return phase.src, phase.dst, np.full(len(phase.src), float(one)), None
 
 
 def _edge_map(later, topology) -> np.ndarray:

@@ -19,6 +19,15 @@ one after another, each paying its own message cost (the copy pays the ``host_me
 
 This module knows nothing of collectives: :func:`simulate_transfers` takes transfers with
 dependencies, and :class:`StepTimer` times one step of concurrent transfers, caching by pattern.
+
+A step given as a symmetric pattern rather than as arrays (an all-to-all's every pair, a pairwise
+exchange's shift: :class:`topologies.symmetry.Circulant`) is solved on its quotient by the
+topology's automorphisms that preserve it (:meth:`StepTimer.time_pattern`): one representative
+source per orbit of devices, one aggregated link per orbit of links, the representatives' routes
+carried over from the orbit bases' by the automorphisms. Max-min rates are invariant under them, so
+the figures are the step's own (to rounding), at a cost set by the topology and the number of
+orbits rather than by P^2 transfers; where no symmetry applies (ECMP hashing, staging nodes, a
+system without one) the step's arrays are timed as any other.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import numba
 import numpy as np
 
 from . import model as _model
+from . import symmetry as _symmetry
 from .graph import AggregatedArrays, Topology
 from .routing import route_pairs
 
@@ -193,6 +203,11 @@ class StepSolver:
         self.staging = Staging.of(topo, self.arrays, self.link.params)
         self._cache = {}
         self._steps = {}
+        self._patterns = {}
+        self._bases = {}
+        self._prefetched = {}
+        self._quotients = {}
+        self._solved = {}
 
     def solve(self, src, dst, nbytes):
         """``(scale, pattern)`` for a step; ``pattern`` is None when every transfer is local, else
@@ -238,6 +253,141 @@ class StepSolver:
             self._cache[key] = hit
         return scale, hit
 
+    def _quotient(self, pattern):
+        """:func:`topologies.symmetry.quotient` of ``pattern``, or None where symmetry does not apply."""
+        if pattern.P != self.topo.num_devices:
+            return None
+        q = self._quotients.get(pattern.complete, False)
+        if q is False:
+            q = None
+            if self.staging is None and not self.arrays.ecmp_edge.any():
+                q = _symmetry.quotient(self.arrays, pattern)
+            self._quotients[pattern.complete] = q
+        return q
+
+    def _base_routes(self, q):
+        """``(transversal, routes from the orbit bases to every device, flow index per (base, device),
+        latencies per regime)`` for quotient ``q``, or None when there is no transversal or the bases'
+        routes would outnumber :data:`BASE_ROUTES_MAX`."""
+        hit = self._bases.get(q.generators, False)
+        if hit is not False:
+            return hit
+        T = _symmetry.transversal(self.arrays, q)
+        P = self.topo.num_devices
+        if T is None or len(T.bases) * P > BASE_ROUTES_MAX:
+            self._bases[q.generators] = None
+            return None
+        hit = self._cache.get(("bases", T.bases.tobytes()))
+        if hit is None:
+            src = np.repeat(T.bases, P)
+            dst = np.tile(np.arange(P, dtype=np.int64), len(T.bases))
+            keep = src != dst
+            routes = route_pairs(self.topo, src[keep], dst[keep], self.arrays)
+            flow_of = np.full(len(src), -1, np.int64)
+            flow_of[np.flatnonzero(keep)] = np.arange(int(keep.sum()))
+            hit = self._cache[("bases", T.bases.tobytes())] = (routes, flow_of, {})
+        self._bases[q.generators] = out = (T,) + hit
+        return out
+
+    def prefetch(self, patterns) -> None:
+        """Route the representatives of many one-shift patterns (a pairwise schedule's steps) in one
+        pass, for :meth:`solve_pattern` to pick up: the same routes as step by step, read in the
+        order that keeps each representative's edge map in cache."""
+        todo = [p for p in patterns if len(p.offsets) == 1 and not p.complete
+                and (p.key, True) not in self._patterns and (p.key, False) not in self._patterns]
+        if len(todo) < 2:
+            return
+        q = self._quotient(todo[0])
+        base = None if q is None else self._base_routes(q)
+        if base is None:
+            return
+        T, routes, flow_of, _ = base
+        used, local_edge = np.unique(routes.edge, return_inverse=True)
+        local_edge = local_edge.astype(np.int64)
+        edge_orbit = q.edge_orbit.astype(np.int32)     # smaller: read at random, once per used edge and rep
+        n_reps = len(q.reps)
+        chunk = max(1, (1 << 21) // n_reps)
+        for lo in range(0, len(todo), chunk):
+            part = todo[lo:lo + chunk]
+            offsets = np.array([int(p.offsets[0]) for p in part], np.int64)
+            ptr, orb, coef, ids = _symmetry.carried_batch(offsets, n_reps, todo[0].P, q.reps, T.base_of, T.dev_inv,
+                                                          T.edge_img, flow_of, routes.ptr, local_edge, routes.frac,
+                                                          q.rep_weight, edge_orbit, q.n_orbits, used)
+            for s, p in enumerate(part):
+                a, b = ptr[s * n_reps], ptr[(s + 1) * n_reps]
+                self._prefetched[p.key] = (ptr[s * n_reps:(s + 1) * n_reps + 1] - a, orb[a:b], coef[a:b],
+                                           ids[s * n_reps:(s + 1) * n_reps])
+
+    def solve_pattern(self, pattern, nbytes_each: float):
+        """``(scale, pattern)`` for a step of transfers of ``nbytes_each`` bytes given by a symmetric
+        ``pattern`` (:class:`topologies.symmetry.Circulant`, on device ids), solved on its quotient by
+        the topology's automorphisms that preserve it (:mod:`topologies.symmetry`); None when no
+        symmetry applies (ECMP hashing, staging nodes, none found): time the step's arrays instead."""
+        nbytes_each = float(nbytes_each)
+        fast = (pattern.key, nbytes_each > 0)
+        hit = self._patterns.get(fast, False)  # the same step asked for by each regime and size
+        if hit is not False:
+            return None if hit is None else ((nbytes_each if nbytes_each > 0 else 0.0), hit)
+        if len(self._patterns) > 1 << 20:
+            self._patterns.clear()
+        q = self._quotient(pattern)
+        if q is None:
+            self._patterns[fast] = None
+            return None
+        base = self._base_routes(q)
+        prefetched = self._prefetched.pop(pattern.key, None) if base is not None else None
+        if prefetched is None:
+            src, dst = pattern.from_sources(q.reps)
+            if len(src) == 0:
+                return 0.0, None
+            rep_idx = np.searchsorted(q.reps, src)
+            weight = q.rep_weight[rep_idx]
+        else:
+            src = dst = None
+        n_flows = len(src) if prefetched is None else len(prefetched[3])
+        ukey = ("unit", n_flows, nbytes_each > 0)     # read-only, shared by the steps of one size
+        unit = self._solved.get(ukey)
+        if unit is None:
+            unit = self._solved[ukey] = np.full(n_flows, 1.0 if nbytes_each > 0 else 0.0)
+        if base is None:      # route the representatives themselves
+            routes = route_pairs(self.topo, src, dst, self.arrays)
+            rptr, rorb, rcoef = _symmetry.reduce_routes(routes.ptr, routes.edge, routes.frac, weight,
+                                                        q.edge_orbit, q.n_orbits)
+            route_ids, lat_cache, kind = None, {}, routes.kind_mask(self.arrays.edge_kind)
+        elif prefetched is not None:
+            T, routes, flow_of, lat_cache = base
+            rptr, rorb, rcoef, route_ids = prefetched
+            kind = routes.kind_mask(self.arrays.edge_kind)[route_ids]
+        else:                 # carry the bases' routes over by the transversal's automorphisms
+            T, routes, flow_of, lat_cache = base
+            rptr, rorb, rcoef, route_ids = _symmetry.carried_routes(
+                rep_idx, dst, T.base_of, T.dev_inv, T.edge_img, flow_of, pattern.P, routes.ptr, routes.edge,
+                routes.frac, weight, q.edge_orbit, q.n_orbits)
+            kind = routes.kind_mask(self.arrays.edge_kind)[route_ids]
+        cap = self._cache.get(("orbit capacity", q.generators))
+        if cap is None:
+            cap = np.bincount(q.edge_orbit, weights=self.link.capacity_Bps, minlength=q.n_orbits)
+            self._cache[("orbit capacity", q.generators)] = cap
+        # Steps whose quotients coincide exactly (pairwise shifts k and k + c, c a symmetry's shift,
+        # when neither keeps a flow in its own block) have the same solution: solved once.
+        skey = (q.generators, unit[0], rptr.tobytes(), rorb.tobytes(), rcoef.tobytes())
+        data = self._solved.get(skey)
+        if data is None:
+            data = _solve_step(rptr, rorb, rcoef, cap, unit)
+            if len(self._solved) > 65536:
+                self._solved.clear()
+            self._solved[skey] = data
+        # Every flow carries the same (unit) bytes.
+        orbit_bytes = np.bincount(rorb, weights=rcoef, minlength=q.n_orbits) * unit[0]
+        hit = _Pattern(routes, unit, data, kind, None, None, {}, None, src, dst, q, orbit_bytes, route_ids,
+                       lat_cache)
+        self._patterns[fast] = hit
+        return (nbytes_each if nbytes_each > 0 else 0.0), hit
+
+
+#: Base routes (device pairs) a solver routes at most to carry a quotient's representatives over.
+BASE_ROUTES_MAX = 1 << 24
+
 
 @dataclass
 class _Pattern:
@@ -254,6 +404,57 @@ class _Pattern:
     staged: "StagedPlan | None" = None
     src: np.ndarray | None = None
     dst: np.ndarray | None = None
+    #: Solved on a quotient (:meth:`StepSolver.solve_pattern`): its orbits, and bytes per orbit of
+    #: links (all its links together); the flows above are the representatives' only.
+    quotient: "_symmetry.Quotient | None" = None
+    orbit_bytes: np.ndarray | None = None
+    #: With routes carried over from the orbit bases': each flow's route in ``routes``, and the
+    #: bases' latencies per regime (shared by every pattern carried from them).
+    route_ids: np.ndarray | None = None
+    base_lat: dict | None = None
+
+
+class PatternDetail:
+    """A :class:`StepDetail` of a step solved on its quotient (:meth:`StepTimer.time_pattern`).
+
+    ``orbit_bytes`` (bytes per orbit of links, ``quotient.edge_orbit`` maps the routing edges to
+    them) and the link fields come from the quotient; the per-transfer fields (``nbytes``,
+    ``lat_s``, ``data_s``, ``kind_mask``, ``src``, ``dst``) are those of the whole step, which is timed
+    transfer by transfer (:meth:`StepTimer.time` on the pattern's arrays) the first time one of
+    them is read."""
+
+    __slots__ = ("quotient", "_pat", "_scale", "_timer", "_pattern", "_nbytes", "_full")
+
+    def __init__(self, timer, pat, scale, pattern, nbytes_each):
+        self.quotient = pat.quotient
+        self._pat, self._scale, self._timer = pat, scale, timer
+        self._pattern, self._nbytes, self._full = pattern, nbytes_each, None
+
+    @property
+    def orbit_bytes(self) -> np.ndarray:
+        return self._pat.orbit_bytes * self._scale
+
+    @property
+    def edge_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.orbit_bytes[self.quotient.edge_orbit] != 0)
+
+    @property
+    def edge_bytes(self) -> np.ndarray:
+        per_edge = (self.orbit_bytes / self.quotient.orbit_size)[self.quotient.edge_orbit]
+        return per_edge[per_edge != 0]
+
+    def full(self) -> StepDetail:
+        """The step's :class:`StepDetail` as the general path gives it (timed on first use)."""
+        if self._full is None:
+            self._full = self._timer.time(*self._pattern.transfers(self._nbytes))[1]
+        return self._full
+
+    nbytes = property(lambda self: self.full().nbytes)
+    lat_s = property(lambda self: self.full().lat_s)
+    data_s = property(lambda self: self.full().data_s)
+    kind_mask = property(lambda self: self.full().kind_mask)
+    src = property(lambda self: self.full().src)
+    dst = property(lambda self: self.full().dst)
 
 
 def _edge_bytes(routes, nbytes):
@@ -310,6 +511,33 @@ class StepTimer:
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[key] = out
+        return out
+
+    def time_pattern(self, pattern, nbytes_each: float):
+        """``(step_time_s, detail)`` of a step given by a symmetric ``pattern`` of transfers of
+        ``nbytes_each`` bytes (see :meth:`StepSolver.solve_pattern`): the same figures as :meth:`time`
+        on the step's arrays (device ids); ``detail`` is a :class:`PatternDetail`. None when no
+        symmetry applies (then time the arrays)."""
+        # Not cached here (the solver keeps the solution; this is a few array operations): a pairwise
+        # schedule's thousands of steps would otherwise keep a result per regime and size.
+        got = self.solver.solve_pattern(pattern, nbytes_each)
+        if got is None:
+            return None
+        scale, pat = got
+        if pat is None:
+            out = (0.0, None)
+        else:
+            lat = pat.lat_s.get(self.protocol)
+            if lat is None:
+                cache = pat.base_lat if pat.route_ids is not None else pat.lat_s
+                lat = cache.get(self.protocol)
+                if lat is None:
+                    lat = cache[self.protocol] = flow_latency_s(pat.routes, self.link, self.solver.arrays.edge_kind)
+                if pat.route_ids is not None:
+                    lat = lat[pat.route_ids]
+                pat.lat_s[self.protocol] = lat
+            data = pat.data_s * (scale / self.factor)
+            out = (float((data + lat).max()), PatternDetail(self, pat, scale, pattern, nbytes_each))
         return out
 
 

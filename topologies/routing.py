@@ -90,7 +90,7 @@ def route_pairs(topo: Topology, src, dst, arrays=None) -> Routes:
                                                       a.in_edges, a.edge_src, a.transit, a.bw_GBps, ecmp, seed)
     else:
         forward = hashed and dst.max(initial=0) < P
-        ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows, a.in_ptr, a.in_edges,
+        ptr, edge, frac, hops, status = _route_rows(src[order], dst[order], rows[0], rows[1], a.in_ptr, a.in_edges,
                                                     a.edge_src, a.edge_dst, a.transit, a.bw_GBps, ecmp, seed,
                                                     a.out_ptr, forward)
     if status >= 0:
@@ -131,30 +131,45 @@ ROW_BUDGET_BYTES = 512 * 2**20
 
 
 def _source_rows(a, P, sources):
-    """Per-source BFS distances to every node of arrays ``a``, computed on demand; None when the
-    (devices x nodes) table would exceed :data:`ROW_BUDGET_BYTES` or a source is not a device."""
+    """``(row_of, table)``: per source device its row of BFS distances to every node of arrays ``a``
+    (``table[row_of[s]]``), computed on demand and kept; None when the rows asked for at once would
+    exceed :data:`ROW_BUDGET_BYTES` or a source is not a device. Rows are kept for the sources asked
+    for only (a step solved on its quotient routes from a few representatives), up to the budget."""
     n_nodes = len(a.nodes)
-    if P * n_nodes * 4 > ROW_BUDGET_BYTES or (sources.size and sources.max() >= P):
+    if sources.size and sources.max() >= P:
         return None
-    rows = a.__dict__.get("_bfs_rows")
-    if rows is None:
-        rows = (np.full((P, n_nodes), -1, np.int32), np.zeros(P, np.bool_))
-        a.__dict__["_bfs_rows"] = rows
-    dist, have = rows
-    missing = sources[~have[sources]]
+    row_bytes = max(1, n_nodes) * 4
+    if len(sources) * row_bytes > ROW_BUDGET_BYTES:
+        return None
+    state = a.__dict__.get("_bfs_rows")
+    if state is None:
+        state = a.__dict__["_bfs_rows"] = [np.full(P, -1, np.int64), np.empty((0, n_nodes), np.int32), 0]
+    row_of, table, used = state
+    missing = sources[row_of[sources] < 0]
     if missing.size:
-        _bfs_fill(missing, dist, a.out_ptr, a.edge_dst, a.transit)
-        have[missing] = True
-    return dist
+        if used + missing.size > len(table):
+            cap = min(P, max(2 * len(table), used + missing.size, 16), ROW_BUDGET_BYTES // row_bytes)
+            if used + missing.size > cap:          # over the budget: start again with these sources
+                row_of[:] = -1
+                used, missing = 0, sources
+                cap = max(cap, len(sources))
+            grown = np.empty((cap, n_nodes), np.int32)
+            grown[:used] = table[:used]
+            table = state[1] = grown
+        row_of[missing] = np.arange(used, used + missing.size)
+        table[used:used + missing.size] = -1
+        _bfs_fill(missing, row_of, table, a.out_ptr, a.edge_dst, a.transit)
+        state[2] = used + missing.size
+    return row_of, table
 
 
 @numba.njit(cache=True)
-def _bfs_fill(sources, dist, out_ptr, edge_dst, transit):
+def _bfs_fill(sources, row_of, table, out_ptr, edge_dst, transit):
     """Complete BFS (hop distances over relaying nodes) from each source into its row."""
-    queue = np.empty(dist.shape[1], np.int64)
-    no_targets = np.zeros(dist.shape[1], np.bool_)
+    queue = np.empty(table.shape[1], np.int64)
+    no_targets = np.zeros(table.shape[1], np.bool_)
     for s in sources:
-        _bfs(s, dist[s], queue, out_ptr, edge_dst, transit, no_targets, -1)
+        _bfs(s, table[row_of[s]], queue, out_ptr, edge_dst, transit, no_targets, -1)
 
 
 @numba.njit(cache=True)
@@ -191,7 +206,7 @@ def _bfs(s, dist, queue, out_ptr, edge_dst, transit, target, wanted):
 
 
 @numba.njit(cache=True)
-def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw, ecmp, seed, out_ptr,
+def _route_rows(src, dst, row_of, dist_rows, in_ptr, in_edges, edge_src, edge_dst, transit, bw, ecmp, seed, out_ptr,
                 forward):
     """Routes of pairs sorted by source, each source's BFS taken from the cached rows; with
     ``forward`` (ECMP links, and the targets' rows cached too) each route is walked forwards
@@ -218,7 +233,7 @@ def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, trans
         kend = k
         while kend < npairs and src[kend] == s:
             kend += 1
-        dist = dist_rows[s]
+        dist = dist_rows[row_of[s]]
         for j in range(k, kend):
             t = dst[j]
             if t != s:
@@ -228,7 +243,7 @@ def _route_rows(src, dst, dist_rows, in_ptr, in_edges, edge_src, edge_dst, trans
                 flow = _flow_key(seed, s, t, occurrence[t])
                 occurrence[t] += 1
                 if forward:
-                    edge, frac, pos = _sweep_forward(s, t, dist, dist_rows[t], load, mark, layer, nxt, out_ptr,
+                    edge, frac, pos = _sweep_forward(s, t, dist, dist_rows[row_of[t]], load, mark, layer, nxt, out_ptr,
                                                      edge_dst, transit, bw, edge, frac, pos, ecmp, flow)
                 else:
                     edge, frac, pos = _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,

@@ -76,25 +76,66 @@ def _self_copy(P):
     return Phase("local-copy", d, d, fixed(d, P + d))
 
 
+class PatternPhase(Phase):
+    """A phase whose transfers follow a symmetric pattern (``pattern``, a
+    :class:`topologies.symmetry.Circulant`): the time plane solves it on the topology's quotient
+    (:meth:`topologies.network.StepTimer.time_pattern`) without building its arrays, which are made
+    on first use (the data plane, the checker, a fallback to the general timing)."""
+
+    __slots__ = ("pattern",)
+
+    def __init__(self, name, pattern, expand, chunks, reduce=False, repeat=1):
+        super().__init__(name, expand, None, chunks, reduce, repeat)
+        self.pattern = pattern
+
+
+def _lazy_chunks(make):
+    """A ``chunks`` callable for a one-step phase whose chunk arrays ``make()`` builds on first use."""
+    made = []
+
+    def chunks(k):
+        if not made:
+            made.append(make())
+        return made[0]
+    return chunks
+
+
 @algorithm("alltoall", "direct", large_scale=True)
 def direct_alltoall(spec, P, count, root=0, topology=None, **params):
+    from topologies.symmetry import Circulant
+
     resolve_params(spec.name, "direct", params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
-    src, dst = _all_pairs(P)
-    send = Phase("exchange", np.concatenate([np.arange(P), src]), np.concatenate([np.arange(P), dst]),
-                 fixed(np.concatenate([np.arange(P), dst]), np.concatenate([P + np.arange(P), P + src])))
+
+    def expand():
+        src, dst = _all_pairs(P)
+        return np.concatenate([np.arange(P), src]), np.concatenate([np.arange(P), dst])
+
+    def chunks():
+        src, dst = _all_pairs(P)
+        return (np.concatenate([np.arange(P), dst]), np.concatenate([P + np.arange(P), P + src]))
+
+    # Every ordered pair (and each device's own block, a local copy): P^2 transfers, built only if asked for.
+    send = PatternPhase("exchange", Circulant(P, range(P)), expand, _lazy_chunks(chunks))
     return Schedule(spec.name, "direct", P, count, 2 * P * count, off, ln, [send], root)
 
 
 @algorithm("alltoall", "pairwise")
 def pairwise_alltoall(spec, P, count, root=0, topology=None, **params):
+    from topologies.symmetry import Circulant
+
     resolve_params(spec.name, "pairwise", params)  # no parameters: reject unknown ones
     off, ln = _alltoall_chunks(P, count)
     phases = [_self_copy(P)]
-    src = np.arange(P, dtype=np.int64)
     for k in range(1, P):
-        dst = (src + k) % P
-        phases.append(Phase(f"exchange{k}", src, dst, fixed(dst, P + src)))
+        def expand(k=k):
+            src = np.arange(P, dtype=np.int64)
+            return src, (src + k) % P
+
+        def chunks(k=k):
+            src = np.arange(P, dtype=np.int64)
+            return (src + k) % P, P + src
+        phases.append(PatternPhase(f"exchange{k}", Circulant(P, k), expand, _lazy_chunks(chunks)))
     return Schedule(spec.name, "pairwise", P, count, 2 * P * count, off, ln, phases, root)
 
 
