@@ -559,6 +559,37 @@ def test_replayed_call_meets_a_peer_that_does_otherwise(call):
         emu.close()
 
 
+def test_replayed_calls_of_two_kinds_on_two_ranks_raise_and_leave_nothing_in_flight():
+    """Rank 0 replays an Allreduce while rank 1 replays an Allgather (a program's bug): each has sent its
+    first message ahead and posted its receive, which may take the other's message; both raise, and the
+    next calls are right."""
+    emu = EmulatedComm(WORLD)
+    size, rank = WORLD.Get_size(), WORLD.Get_rank()
+    a_send, a_recv = values("int32", 8 * size, rank), np.zeros(8 * size, np.int32)
+    g_send, g_recv = values("int32", 8, rank), np.zeros(8 * size, np.int32)
+    want_a, want_g = np.zeros_like(a_recv), np.zeros_like(g_recv)
+    WORLD.Allreduce(a_send, want_a)
+    WORLD.Allgather(g_send, want_g)
+    try:
+        for _ in range(4):
+            emu.Allreduce(a_send, a_recv)
+            emu.Allgather(g_send, g_recv)
+        if size > 1:
+            with pytest.raises(ValueError, match="the ranks' calls differ"):
+                if rank == 1:
+                    emu.Allgather(g_send, g_recv)
+                else:
+                    emu.Allreduce(a_send, a_recv)
+        for _ in range(3):
+            a_recv[...] = 0
+            g_recv[...] = 0
+            emu.Allreduce(a_send, a_recv)
+            emu.Allgather(g_send, g_recv)
+            assert same(a_recv, want_a) and same(g_recv, want_g)
+    finally:
+        emu.close()
+
+
 def test_construction_errors():
     with pytest.raises(ValueError, match="devices_per_rank=0"):
         EmulatedComm(WORLD, devices_per_rank=0)
