@@ -104,9 +104,12 @@ def rank(collective: str, nbytes: int, topology, timer, given: dict | None = Non
     """Every candidate timed by ``timer(algorithm, params)`` (or the reason it was not), fastest
     first, then the others. Ties keep candidate order (algorithms by name, defaults first).
 
-    ``bound(algorithm, params)``, optional, is a lower bound of a candidate's time: candidates are
-    then timed in order of their bounds, and one whose bound is above the fastest time found so far
-    is not timed (it cannot win; it is reported as pruned, with both figures).
+    ``bound(algorithm, params, stop_above=None)``, optional, gives ``(lower bound of a candidate's
+    time, complete)``: candidates are then timed in order of their bounds, and one whose bound is
+    above the fastest time found so far is not timed (it cannot win; it is reported as pruned, with
+    both figures). Candidates whose bound is not complete (a partial sum, cheap on huge schedules)
+    come after the others, and their bound is refined with ``stop_above`` = the fastest time found
+    before they are timed.
     """
     spec = registry.collective(collective)
     large = topology.num_devices > LARGE_P
@@ -114,13 +117,16 @@ def rank(collective: str, nbytes: int, topology, timer, given: dict | None = Non
     trials = {}
     for i, (name, params) in enumerate(candidates(collective, topology, nbytes, given)):
         try:
-            lb = bound(name, params) if bound is not None else 0.0
+            lb, complete = bound(name, params) if bound is not None else (0.0, True)
         except AlgorithmUnavailable as exc:
             trials[i] = Trial(name, params, skipped=str(exc))
             continue
-        order.append((lb, i, name, params))
+        order.append((lb, i, name, params, complete))
     best = float("inf")
-    for lb, i, name, params in sorted(order, key=lambda x: (x[0], x[1])):
+    # Complete bounds first: a partial one is small for being partial, not for its candidate being fast.
+    for lb, i, name, params, complete in sorted(order, key=lambda x: (not x[4], x[0], x[1])):
+        if not complete and lb <= best < float("inf"):
+            lb, _ = bound(name, params, stop_above=best)
         if lb > best:
             trials[i] = Trial(name, params, skipped=f"pruned: its lower bound {lb * 1e6:.3f} us is above the fastest "
                                                     f"time found, {best * 1e6:.3f} us")
