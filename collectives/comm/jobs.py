@@ -165,15 +165,7 @@ class Job:
                     return False
             return go
         w = self.work()
-        run = self.runner(w)
-
-        def go(agree=None):
-            w[0] = s
-            self.work()
-            if run(agree) is False:
-                return False
-            r[...] = w[0]
-        return go
+        return self._staged(w, functools.partial(np.copyto, w[0], s), functools.partial(np.copyto, r, w[0]))
 
     def allreduce(self, send, recv) -> None:
         self.allreduce_fn(send, recv)()
@@ -183,17 +175,8 @@ class Job:
         if self.direct and b.flags.writeable:
             return self.runner(b.reshape(1, -1))
         w = self.work()
-        run = self.runner(w)
-
-        def go(agree=None):
-            if at_root:
-                w[0] = b
-            self.work()
-            if run(agree) is False:
-                return False
-            if not at_root:
-                b[...] = w[0]
-        return go
+        return self._staged(w, functools.partial(np.copyto, w[0], b) if at_root else None,
+                            None if at_root else functools.partial(np.copyto, b, w[0]))
 
     def bcast(self, buf, at_root) -> None:
         self.bcast_fn(buf, at_root)()
@@ -202,16 +185,8 @@ class Job:
         s = self.view(send)
         r = None if recv is None else self.view(recv)
         w = self.work()
-        run = self.runner(w)
-
-        def go(agree=None):
-            w[0] = s
-            self.work()
-            if run(agree) is False:
-                return False
-            if r is not None:
-                r[...] = w[0]
-        return go
+        return self._staged(w, functools.partial(np.copyto, w[0], s),
+                            None if r is None else functools.partial(np.copyto, r, w[0]))
 
     def allgather_fn(self, send, recv):
         """``recv``: the n blocks of ``count``; ``send``: this rank's block, or ``None`` in place (the
@@ -231,15 +206,8 @@ class Job:
             return go
         w = self.work()
         wmine = w[0, self.rank * m:(self.rank + 1) * m]
-        run = self.runner(w)
-
-        def go(agree=None):
-            wmine[...] = mine if s is None else s
-            self.work()
-            if run(agree) is False:
-                return False
-            r[...] = w[0]
-        return go
+        return self._staged(w, functools.partial(np.copyto, wmine, mine if s is None else s),
+                            functools.partial(np.copyto, r, w[0]))
 
     def allgather(self, send, recv) -> None:
         self.allgather_fn(send, recv)()
@@ -262,15 +230,7 @@ class Job:
             return go
         w = self.work()
         mine = w[0, self.rank * m:(self.rank + 1) * m]
-        run = self.runner(w)
-
-        def go(agree=None):
-            w[0] = s
-            self.work()
-            if run(agree) is False:
-                return False
-            r[...] = mine
-        return go
+        return self._staged(w, functools.partial(np.copyto, w[0], s), functools.partial(np.copyto, r, mine))
 
     def alltoall_fn(self, send, recv):
         half = self.n * self.count
@@ -279,15 +239,23 @@ class Job:
             # The schedule reads the send area and writes the receive area: they are the caller's buffers.
             return self.runner(_Segments([[(0, half, s), (half, 2 * half, r)]], r.dtype))
         w = self.work()
-        src, out = w[0, :half], w[0, half:]
+        return self._staged(w, functools.partial(np.copyto, w[0, :half], s),
+                            functools.partial(np.copyto, r, w[0, half:]))
+
+    def _staged(self, w, load, store):
+        """The data plane through the cached work buffer ``w``: ``load()`` puts the call's input in,
+        the endpoint rows are cleared where the schedule needs them empty (:meth:`work`), the steps
+        run, and ``store()`` takes the result out (either may be None)."""
         run = self.runner(w)
 
         def go(agree=None):
-            src[...] = s
+            if load is not None:
+                load()
             self.work()
             if run(agree) is False:
                 return False
-            r[...] = out
+            if store is not None:
+                store()
         return go
 
     def _writes_within(self, lo: int, hi: int) -> bool:

@@ -277,15 +277,19 @@ class Bound:
         when every plan's local transfers run one by one (``plan.serial``), any object indexed like it
         as ``work[row, a:b]`` (a chunk) with a ``dtype``, such as rows made of the caller's arrays."""
         comm, rank = self.comm, self.rank
-        watch = self._watch
-        if watch is None:  # the peers' PIDs, once recorded (remember_peers), do not change
-            watch = _Watch.of(comm, self.k, self.schedule.collective)
-            if watch is not None:
-                self._watch = watch
+        watch = self.watch()
         _busy.append(rank)  # see _last_words; left set when the steps raise
         for plan in self.plans:
             _run_step(plan, work, comm, op_code, fmt, watch)
         _busy.pop()
+
+    def watch(self):
+        """The dead-peer check of this rank's steps (:class:`_Watch`), or None; kept once made (the
+        peers' PIDs, once recorded by :func:`remember_peers`, do not change)."""
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = _Watch.of(self.comm, self.k, self.schedule.collective)
+        return watch
 
     def replayer(self, work, op_code: int, fmt: int):
         """:meth:`run` on these same ``work`` rows, call after call, as a :class:`Replay` (its messages
@@ -374,20 +378,16 @@ class Replay:
             ok = agree(self.ahead)
         except BaseException:
             if sends:
-                _wait_all(sends, self.bound._watch)
+                _wait_all(sends, self.bound.watch())
             raise
         if not ok and sends:
-            _wait_all(sends, self.bound._watch)
+            _wait_all(sends, self.bound.watch())
         return ok
 
     def run(self, started: bool = False) -> None:
         """The steps, after :meth:`start` when ``started``."""
         bound = self.bound
-        watch = bound._watch
-        if watch is None:
-            watch = _Watch.of(bound.comm, bound.k, bound.schedule.collective)
-            if watch is not None:
-                bound._watch = watch
+        watch = bound.watch()
         op, fmt, reduce_chunk = self.op, self.fmt, kernels.reduce_chunk
         first = self.steps[0] if started and self.ahead is not None else None
         _busy.append(bound.rank)
