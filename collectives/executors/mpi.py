@@ -320,7 +320,7 @@ class Replay:
     Made by :meth:`Bound.replayer`; the requests are freed with it. ``run()`` runs the steps;
     ``start(agree)`` then ``run(started=True)`` sends the first message ahead of an agreement."""
 
-    __slots__ = ("bound", "steps", "requests", "op", "fmt", "scratch", "ahead", "__weakref__")
+    __slots__ = ("bound", "steps", "requests", "op", "fmt", "scratch", "ahead", "lone", "__weakref__")
 
     def __init__(self, bound, work, op, fmt, scratch):
         self.bound, self.op, self.fmt, self.scratch = bound, op, fmt, scratch
@@ -359,6 +359,12 @@ class Replay:
         # The first step's message, as __call__'s agree sees it (one per peer: on two ranks, one at most).
         self.ahead = ((first.tag, first.sends[0][3] * scratch.itemsize) if len(first.sends) == 1 else
                       (0, 0) if not first.sends else None)
+        # One step that only moves messages straight between the rows (two ranks' allgather, broadcast,
+        # alltoall): its requests, run without the general loop, whose bookkeeping costs as much as
+        # a 64 KiB message.
+        plan, both, recvs, sends, pack, unpack, serial, ordered = self.steps[0]
+        self.lone = ((both, recvs) if len(self.steps) == 1 and not plan.reduce and not pack and not serial
+                     and not any(unpack) else None)
 
     def start(self, agree) -> bool:
         """Send the first step's message ahead, then call ``agree((tag, nbytes))`` (its tag and size:
@@ -388,9 +394,22 @@ class Replay:
         """The steps, after :meth:`start` when ``started``."""
         bound = self.bound
         watch = bound.watch()
+        _busy.append(bound.rank)
+        if self.lone is not None:
+            both, recvs = self.lone
+            if watch is not None:
+                watch.plan = self.steps[0][0]
+            if started and self.ahead is not None:
+                if recvs:
+                    MPI.Prequest.Startall(recvs)
+            elif both:
+                MPI.Prequest.Startall(both)
+            if both:
+                _wait_all(both, watch)
+            _busy.pop()
+            return
         op, fmt, reduce_chunk = self.op, self.fmt, kernels.reduce_chunk
         first = self.steps[0] if started and self.ahead is not None else None
-        _busy.append(bound.rank)
         for step in self.steps:
             plan, both, recvs, sends, pack, unpack, serial, ordered = step
             if watch is not None:
