@@ -468,7 +468,13 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
             for _, _, seg_timers in plan:
                 seg_timers[0].solver.prefetch(patterns)
     step = 0
-    for phase, src, dst, nb, reduce, repeat, pattern in _timing(schedule, itemsize, not keep_shapes):
+    for phase, src, dst, nb, reduce, repeat, pattern in _timing(schedule, itemsize, not keep_shapes,
+                                                                blocks=not keep_shapes and len(plan) == 1):
+        if isinstance(pattern, _Block):
+            _time_block(phase, src, dst, nb, reduce and spec.reduces, reduce_Bps, node_of[0], timers, runs,
+                        seg_bytes[0])
+            step += repeat
+            continue
         if pattern is not None and reduce and spec.reduces:
             src, dst, nb, pattern = _materialise(src, nb)
         t_red = _reduce_time(dst, nb, reduce_Bps) if (reduce and spec.reduces) else 0.0
@@ -517,13 +523,29 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     return runs
 
 
-def _timing(schedule, itemsize, patterns=True):
+def _timing(schedule, itemsize, patterns=True, blocks=False):
     """:meth:`Schedule.timing`'s items with a last field: a phase's symmetric pattern
     (:class:`topologies.symmetry.Circulant`, of a :class:`~collectives.algorithms.direct.PatternPhase`),
-    or None. A pattern phase of equal chunks is yielded unbuilt, as ``(name, phase, None, bytes of
-    each transfer, reduce, repeat, pattern)``: :func:`_materialise` gives its arrays when needed."""
+    a :data:`_BLOCK`, or None. A pattern phase of equal chunks is yielded unbuilt, as ``(name, phase,
+    None, bytes of each transfer, reduce, repeat, pattern)``: :func:`_materialise` gives its arrays
+    when needed. With ``blocks`` and chunks that differ, a phase of :data:`BLOCK_MIN_STEPS` steps or
+    more comes a block of steps at a time, as ``(name, src, dst, bytes (steps x transfers), reduce,
+    steps, _BLOCK)``."""
     phases = schedule.phases
     equal = bool(np.all(schedule.chunk_len == schedule.chunk_len[0])) if len(schedule.chunk_len) else True
+    if blocks and not equal:
+        for ph in phases:
+            if ph.repeat < BLOCK_MIN_STEPS:
+                for k in range(ph.repeat):
+                    sc, _ = ph.chunks(k)
+                    yield ph.name, ph.src, ph.dst, schedule.chunk_len[sc].astype(np.float64) * itemsize, ph.reduce, 1, None
+                continue
+            per = max(1, BLOCK_ENTRIES // max(len(ph.src), 1))
+            for k0 in range(0, ph.repeat, per):
+                rows = np.stack([ph.chunks(k)[0] for k in range(k0, min(ph.repeat, k0 + per))])
+                yield ph.name, ph.src, ph.dst, schedule.chunk_len[rows].astype(np.float64) * itemsize, ph.reduce, \
+                    len(rows), _BLOCK
+        return
     if not (patterns and equal and any(getattr(ph, "pattern", None) is not None for ph in phases)):
         for item in schedule.timing(itemsize):
             yield item + (None,)
@@ -537,6 +559,51 @@ def _timing(schedule, itemsize, patterns=True):
         src, dst, units = ph.pair_form()
         nb = np.full(len(src), one) if units is None else units * one
         yield ph.name, src, dst, nb, ph.reduce, ph.repeat, None
+
+
+class _Block:
+    """The marker of a block of steps in :func:`_timing`'s items."""
+
+
+_BLOCK = _Block()
+
+#: A phase of this many steps or more, whose chunks differ, is timed a block of steps at a time
+#: (:class:`topologies.network.StepShape`); a shorter one step by step, as the shape costs more to make.
+BLOCK_MIN_STEPS = 4
+#: Steps x transfers of one block (its bytes as float64: 16 MB).
+BLOCK_ENTRIES = 1 << 21
+
+
+def _time_block(phase, src, dst, nb, reduce, reduce_Bps, node_of, timers, runs, link_bytes) -> None:
+    """Account a block of steps (rows of ``nb``) over the transfers ``src -> dst`` in every regime, as
+    the step-by-step path of :func:`_time_schedule` does: the same step times, summed in step order."""
+    solver = timers[0].solver
+    shape = solver.shape(node_of[src], node_of[dst])
+    if shape is None:   # staged transfers: step by step
+        for row in nb:
+            t_red = _reduce_time(dst, row, reduce_Bps) if reduce else 0.0
+            for r, (timer, run) in enumerate(zip(timers, runs)):
+                t_net, detail = timer.time(node_of[src], node_of[dst], row)
+                _account(run, phase, max(t_net, t_red))
+                if detail is not None and r == 0:
+                    link_bytes[detail.edge_ids] += detail.edge_bytes
+        return
+    scale, data_s, flow_bytes = solver.solve_block(shape, nb)
+    t_red = _reduce_times(dst, nb, reduce_Bps) if reduce else np.zeros(len(nb))
+    for timer, run in zip(timers, runs):
+        for t_step in np.maximum(timer.time_block(shape, scale, data_s), t_red).tolist():
+            _account(run, phase, t_step)
+    if shape.routes is not None:
+        ids, load = shape.edge_bytes(flow_bytes)
+        link_bytes[ids] += load
+
+
+def _account(run, phase, t_step) -> None:
+    run.total += t_step
+    if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
+        run.steps[-1]["repeat"] += 1
+    else:
+        run.steps.append({"phase": phase, "repeat": 1, "step_s": t_step})
 
 
 def _materialise(phase, one):
@@ -606,6 +673,11 @@ def _reduce_rates(topology) -> np.ndarray:
         cache = np.array([g.nodes[n].get("mem_bw_GBps", math.inf) * 1e9 / 3 for n in topology.devices])
         topology.__dict__["_reduce_Bps"] = cache
     return cache
+
+
+def _reduce_times(dst, rows, reduce_Bps) -> np.ndarray:
+    """:func:`_reduce_time` of each row of ``rows`` (steps x transfers into ``dst``)."""
+    return np.array([_reduce_time(dst, row, reduce_Bps) for row in rows]) if len(rows) else np.zeros(0)
 
 
 def _reduce_time(dst, nbytes, reduce_Bps) -> float:

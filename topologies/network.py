@@ -208,6 +208,7 @@ class StepSolver:
         self._prefetched = {}
         self._quotients = {}
         self._solved = {}
+        self._shapes = {}
 
     def solve(self, src, dst, nbytes):
         """``(scale, pattern)`` for a step; ``pattern`` is None when every transfer is local, else
@@ -252,6 +253,56 @@ class StepSolver:
                 self._cache.clear()
             self._cache[key] = hit
         return scale, hit
+
+    def shape(self, src, dst) -> "StepShape | None":
+        """The :class:`StepShape` of steps over the transfers ``src[k] -> dst[k]`` (kept: a size sweep
+        asks for the same ones), or None where it does not apply (staging nodes)."""
+        key = (src.tobytes(), dst.tobytes())
+        if key in self._shapes:
+            return self._shapes[key]
+        shape = StepShape(self, src, dst)
+        if shape.routes is not None and self.staging is not None and self.staging.plan(shape.routes) is not None:
+            shape = None
+        if len(self._shapes) > 64:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape
+
+    def solve_block(self, shape: "StepShape", nbytes: np.ndarray):
+        """``(scale, data_s, bytes)`` of steps over ``shape``'s transfers, one per row of ``nbytes``
+        (steps x transfers): per step the largest flow's bytes, and the flows' data-completion times
+        for their bytes divided by it, as :meth:`solve` gives them (``data_s`` of its
+        :class:`_Pattern`); and each flow's bytes over all the steps."""
+        b = nbytes[:, shape.remote]
+        if shape.inverse is not None:   # a row at a time: bincount beats any 2-D gather here
+            b = np.stack([np.bincount(shape.inverse, weights=row, minlength=len(shape.src)) for row in b])
+        k = len(b)
+        if shape.routes is None:
+            return np.zeros(k), np.zeros((k, 0)), np.zeros(0)
+        scale = b.max(axis=1)
+        unit = b / np.where(scale > 0, scale, 1.0)[:, None]
+        data = np.zeros_like(unit)
+        if len(shape.single):
+            u = unit[:, shape.single]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                data[:, shape.single] = np.where((u > 0) & shape.single_routed, u / shape.single_rate, 0.0)
+        none = np.zeros(1, np.int64)
+        for key, (sub_ptr, sub_edge, sub_frac, sub_cap), rows in shape.classes:
+            m = rows.shape[1]
+            u = unit[:, rows].reshape(-1, m)
+            distinct, which = _distinct_rows(u)
+            solved = np.empty_like(distinct)
+            for i, row in enumerate(distinct):
+                got = shape.solutions.get((key, row.tobytes()))
+                if got is None:
+                    _, got, _ = _run_flows(sub_ptr, sub_edge, sub_frac, sub_cap, np.ascontiguousarray(row),
+                                           np.zeros(m), np.zeros(m + 1, np.int64), none[:0])
+                    if len(shape.solutions) > 65536:
+                        shape.solutions.clear()
+                    shape.solutions[(key, row.tobytes())] = got
+                solved[i] = got
+            data[:, rows] = solved[which.ravel()].reshape(k, rows.shape[0], m)
+        return scale, data, b.sum(axis=0)
 
     def _quotient(self, pattern):
         """:func:`topologies.symmetry.quotient` of ``pattern``, or None where symmetry does not apply."""
@@ -389,6 +440,72 @@ class StepSolver:
 BASE_ROUTES_MAX = 1 << 24
 
 
+class StepShape:
+    """The part of a step that does not depend on its bytes: the remote transfers merged per pair (as
+    :meth:`StepSolver.solve` merges them), their routes, and their max-min components grouped by
+    local structure (flows, links in order of first use, fractions and capacities). Steps that move
+    other bytes over the same transfers (a ring's steps when the chunks differ by an element) are then
+    solved a block at a time (:meth:`StepSolver.solve_block`): each component is solved as
+    :func:`_solve_step` solves it, once per distinct structure and bytes, so the figures are the same
+    to the bit at a fraction of the cost. Made by :meth:`StepSolver.shape`; None where a staging node
+    takes part (its stages are solved with the whole step)."""
+
+    def __init__(self, solver, src, dst):
+        remote = src != dst
+        s, d = src[remote], dst[remote]
+        self.remote = remote
+        pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        self.inverse = None     # each remote transfer's flow, where several share one
+        if len(uniq) < len(pair) and not solver.arrays.ecmp_edge.any():
+            first = np.zeros(len(uniq), np.int64)
+            first[inverse[::-1]] = np.arange(len(pair))[::-1]
+            s, d = s[first], d[first]
+            self.inverse = inverse.ravel()
+        self.src, self.dst = s, d
+        self.routes = routes = route_pairs(solver.topo, s, d, solver.arrays) if len(s) else None
+        self.lat_s = {}
+        self.solutions = {}
+        if routes is None:
+            return
+        ptr, edge, frac = routes.ptr, routes.edge, routes.frac
+        cap = solver.link.capacity_Bps
+        self.kind_mask = routes.kind_mask(solver.arrays.edge_kind)
+        n = len(s)
+        root = _flow_roots(ptr, edge, cap.size)
+        size = np.bincount(root, minlength=n)[root]
+        self.single = np.flatnonzero(size == 1)
+        lens = np.diff(ptr)
+        rate = np.full(len(self.single), np.inf)
+        for j, f in enumerate(self.single.tolist()):
+            if lens[f]:
+                rate[j] = float(np.min(cap[edge[ptr[f]:ptr[f + 1]]] / frac[ptr[f]:ptr[f + 1]]))
+        self.single_rate, self.single_routed = rate, lens[self.single] > 0
+        # Components of several flows by local structure: {key: [structure, member rows]}.
+        classes = {}
+        multi = np.flatnonzero(size > 1)
+        for r in np.unique(root[multi]).tolist():
+            members = multi[root[multi] == r]          # ascending, as _solve_step fills them
+            sub_edge, local, edges_used = [], {}, []
+            for f in members.tolist():
+                for e in edge[ptr[f]:ptr[f + 1]].tolist():
+                    if e not in local:
+                        local[e] = len(edges_used)
+                        edges_used.append(e)
+                    sub_edge.append(local[e])
+            sub_ptr = np.concatenate(([0], np.cumsum(lens[members]))).astype(np.int64)
+            sub_edge = np.array(sub_edge, np.int64)
+            sub_frac = np.concatenate([frac[ptr[f]:ptr[f + 1]] for f in members.tolist()])
+            sub_cap = cap[np.array(edges_used, np.int64)]
+            key = (sub_ptr.tobytes(), sub_edge.tobytes(), sub_frac.tobytes(), sub_cap.tobytes())
+            classes.setdefault(key, [(sub_ptr, sub_edge, sub_frac, sub_cap), []])[1].append(members)
+        self.classes = [(k, st, np.array(rows)) for k, (st, rows) in classes.items()]
+
+    def edge_bytes(self, flow_bytes):
+        """``(edge ids, bytes)`` on the solver's routing edges of the flows carrying ``flow_bytes``."""
+        return _edge_bytes(self.routes, flow_bytes)
+
+
 @dataclass
 class _Pattern:
     """A solved step for unit bytes: routes, data-completion times and per-link bytes (on the
@@ -457,6 +574,21 @@ class PatternDetail:
     dst = property(lambda self: self.full().dst)
 
 
+def _distinct_rows(u):
+    """``np.unique(u, axis=0, return_inverse=True)`` (in another order) for a float array, by a hash
+    of each row's bits: sorting hashes is much cheaper than sorting rows. The rows of each hash are
+    checked equal, and where two differ the rows are sorted after all."""
+    bits = np.ascontiguousarray(u).view(np.uint64)
+    weights = np.random.default_rng(len(u[0]) if len(u) else 0).integers(1, 2**63, size=bits.shape[1],
+                                                                            dtype=np.uint64) | np.uint64(1)
+    h = (bits * weights).sum(axis=1)                    # wraps modulo 2**64
+    _, first, which = np.unique(h, return_index=True, return_inverse=True)
+    distinct = u[first]
+    if not np.array_equal(distinct[which], u):      # a collision
+        distinct, which = np.unique(u, axis=0, return_inverse=True)
+    return distinct, which.ravel()
+
+
 def _edge_bytes(routes, nbytes):
     """``(edge ids, bytes)`` of the links a step's flows use, in the routes' own edge space."""
     owner = np.repeat(np.arange(len(nbytes)), np.diff(routes.ptr))
@@ -512,6 +644,16 @@ class StepTimer:
             self._cache.clear()
         self._cache[key] = out
         return out
+
+    def time_block(self, shape: StepShape, scale: np.ndarray, data_s: np.ndarray) -> np.ndarray:
+        """Per step of a block solved by :meth:`StepSolver.solve_block`, its time in this regime: what
+        :meth:`time` gives for that step."""
+        if shape.routes is None:
+            return np.zeros(len(scale))
+        lat = shape.lat_s.get(self.protocol)
+        if lat is None:
+            lat = shape.lat_s[self.protocol] = flow_latency_s(shape.routes, self.link, self.solver.arrays.edge_kind)
+        return (data_s * (scale / self.factor)[:, None] + lat).max(axis=1)
 
     def time_pattern(self, pattern, nbytes_each: float):
         """``(step_time_s, detail)`` of a step given by a symmetric ``pattern`` of transfers of
@@ -764,18 +906,11 @@ def _mask_msg(mask: int, msg_by_kind_s) -> float:
 
 
 @numba.njit(cache=True)
-def _solve_step(ptr, edge, frac, capacity, nbytes):
-    """Data-completion times of flows that all start at 0 with no dependencies.
-
-    Max-min fair sharing couples only flows that share a link, so the flows are split into
-    connected components (union-find over their links) and each is solved on its own: a flow alone
-    on its links runs at ``min(capacity / frac)`` (what progressive filling gives it), and a larger
-    component runs the event loop on its own flows and links only. The same rates as one solve of
-    everything, at a cost that grows with the components' sizes rather than with the whole step's.
-    """
-    n = nbytes.size
+def _flow_roots(ptr, edge, n_edges):
+    """Per flow, the least flow of its connected component (flows joined by a shared link)."""
+    n = ptr.size - 1
     parent = np.arange(n)
-    first = np.full(capacity.size, -1, np.int64)
+    first = np.full(n_edges, -1, np.int64)
     for f in range(n):
         for i in range(ptr[f], ptr[f + 1]):
             e = edge[i]
@@ -793,13 +928,29 @@ def _solve_step(ptr, edge, frac, capacity, nbytes):
                 if a != b:
                     parent[max(a, b)] = min(a, b)
     root = np.empty(n, np.int64)
-    size = np.zeros(n, np.int64)
     for f in range(n):
         a = f
         while parent[a] != a:
             a = parent[a]
         root[f] = a
-        size[a] += 1
+    return root
+
+
+@numba.njit(cache=True)
+def _solve_step(ptr, edge, frac, capacity, nbytes):
+    """Data-completion times of flows that all start at 0 with no dependencies.
+
+    Max-min fair sharing couples only flows that share a link, so the flows are split into
+    connected components (union-find over their links) and each is solved on its own: a flow alone
+    on its links runs at ``min(capacity / frac)`` (what progressive filling gives it), and a larger
+    component runs the event loop on its own flows and links only. The same rates as one solve of
+    everything, at a cost that grows with the components' sizes rather than with the whole step's.
+    """
+    n = nbytes.size
+    root = _flow_roots(ptr, edge, capacity.size)
+    size = np.zeros(n, np.int64)
+    for f in range(n):
+        size[root[f]] += 1
     data = np.zeros(n)
     # Flows of each multi-flow component, contiguous (CSR by root).
     comp_ptr = np.zeros(n + 1, np.int64)
