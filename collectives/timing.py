@@ -491,7 +491,7 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
                 t_net, detail = timer.time(node_of[i][src], node_of[i][dst], nb) if got is None else got
                 # Devices reduce while data streams in (as NCCL's kernels do): the slower sets the pace.
                 t_step = max(t_net, t_red)
-                run.total += t_step * count
+                _account(run, phase, t_step, count)
                 if detail is not None and r == 0:  # the bytes on each link are the same in every regime
                     if isinstance(detail, PatternDetail):
                         q = detail.quotient
@@ -503,10 +503,6 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
                         seg_bytes[i][detail.edge_ids] += count * detail.edge_bytes
                 if keep_shapes:
                     run.shapes.append((count, detail, t_red, devices))
-                if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
-                    run.steps[-1]["repeat"] += count
-                else:
-                    run.steps.append({"phase": phase, "repeat": count, "step_s": t_step})
         step += repeat
     link_bytes = np.zeros(len(runs[0].capacity_Bps))
     for i, orbits in enumerate(seg_orbits):
@@ -598,12 +594,13 @@ def _time_block(phase, src, dst, nb, reduce, reduce_Bps, node_of, timers, runs, 
         link_bytes[ids] += load
 
 
-def _account(run, phase, t_step) -> None:
-    run.total += t_step
+def _account(run, phase, t_step, count=1) -> None:
+    """``count`` steps of ``t_step`` seconds in ``run``: its total and its step list (runs of equal steps)."""
+    run.total += t_step * count
     if run.steps and run.steps[-1]["phase"] == phase and run.steps[-1]["step_s"] == t_step:
-        run.steps[-1]["repeat"] += 1
+        run.steps[-1]["repeat"] += count
     else:
-        run.steps.append({"phase": phase, "repeat": 1, "step_s": t_step})
+        run.steps.append({"phase": phase, "repeat": count, "step_s": t_step})
 
 
 def _materialise(phase, one):
