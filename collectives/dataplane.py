@@ -41,9 +41,10 @@ class DataRun:
     blocks: int
 
 
-def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=None) -> np.ndarray:
-    """Deterministic input of device ``d`` (its whole input row, or the given ``columns`` of it):
-    small integers, so every order of reduction is exact.
+def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=None, runs=None) -> np.ndarray:
+    """Deterministic input of device ``d`` (its whole input row, the given ``columns`` of it, or the
+    columns of ``runs``: ``(first column, length)`` pairs, as :func:`block_runs` gives them): small
+    integers, so every order of reduction is exact.
 
     Values are -1, 0 or 1 (0..2 for unsigned types; +-1 for prod), which keeps sums of up to 256
     devices exact even in bfloat16 (``mulsum`` doubles them on odd devices: up to 128). Element ``i``
@@ -58,7 +59,14 @@ def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=
     >>> device_input(registry.collective("allreduce"), 4, 6, "float8_e4m3", "sum", 1).tolist()  # E4M3 bits
     [0, 56, 0, 184, 0, 56]
     """
-    i = np.arange(spec.input_shape(P, count)[1], dtype=np.int64) if columns is None else np.asarray(columns)
+    if runs is None:
+        if columns is None:
+            runs = [(0, spec.input_shape(P, count)[1])]
+        else:   # runs of consecutive columns (a block's columns are one run per slot)
+            i = np.asarray(columns)
+            breaks = np.flatnonzero(np.diff(i) != 1) + 1 if len(i) else np.array([], np.int64)
+            runs = [(int(i[lo]), int(hi - lo)) for lo, hi in zip(np.concatenate(([0], breaks)),
+                                                                   np.concatenate((breaks, [len(i)]))) if hi > lo]
     if op == "prod":
         period, first, base = 5, 7 * d, np.array([-1, 1, 1, 1, 1])
     elif dtypes.kernel_format(dtype) in (dtypes.E4M3, dtypes.E5M2):
@@ -68,13 +76,11 @@ def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=
     else:
         period, first, base = 3, d, np.array([0, 1, 2]) - (0 if dtype.startswith("uint") else 1)
     base = _as_dtype(base, dtype)
-    out = np.empty(len(i), base.dtype)
-    # Runs of consecutive columns (a block's columns are one run per slot) are tiled from the period.
-    breaks = np.flatnonzero(np.diff(i) != 1) + 1 if len(i) else np.array([], np.int64)
-    for lo, hi in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(i)]))):
-        if hi > lo:
-            shift = int((i[lo] + first) % period)
-            _tile(out[lo:hi], np.roll(base, -shift))
+    out = np.empty(sum(n for _, n in runs), base.dtype)
+    at = 0
+    for start, n in runs:   # each run tiled from the period
+        _tile(out[at:at + n], np.roll(base, -int((start + first) % period)))
+        at += n
     return out
 
 
@@ -104,6 +110,12 @@ def block_columns(spec, P: int, count: int, lo: int, hi: int) -> np.ndarray:
     elements per slot reads of a device's input row (a row of ``slots x count`` elements)."""
     slots = spec.input_shape(P, max(count, 1))[1] // max(count, 1)
     return (np.arange(slots, dtype=np.int64)[:, None] * count + np.arange(lo, hi, dtype=np.int64)[None, :]).ravel()
+
+
+def block_runs(spec, P: int, count: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """:func:`block_columns` as runs of consecutive columns, ``(first column, length)``: one per slot."""
+    slots = spec.input_shape(P, max(count, 1))[1] // max(count, 1)
+    return [(s * count + lo, hi - lo) for s in range(slots)] if hi > lo else []
 
 
 def measure(collective: str, P: int, count: int, algorithm: str, params: dict | None = None, dtype: str = "float32",
@@ -146,11 +158,14 @@ def measure(collective: str, P: int, count: int, algorithm: str, params: dict | 
     wrong = [0 if check else None] * len(places)
     timed = [iters] * len(places)
     for lo, hi in bounds:
-        cols = block_columns(spec, P, count, lo, hi)
-        job = api.prepare(collective, _rows(spec, P, hi - lo, dtype, op, devices, cols), algorithm, op=op, root=root,
+        runs = block_runs(spec, P, count, lo, hi)
+        rows = _rows(spec, P, hi - lo, dtype, op, devices, runs)
+        job = api.prepare(collective, rows, algorithm, op=op, root=root,
                           dtype=storage, comm=comm, topology=topology, **params)
         work = job.inputs.copy()
-        want = _expected(spec, P, hi - lo, cols, dtype, op, root, devices, storage) if check else None
+        want = _expected(spec, P, hi - lo, runs, dtype, op, root, devices, storage,
+                         rows if k == P else None) if check else None
+        del rows
         for j, in_place in enumerate(places):
             def call():
                 if not in_place:
@@ -186,21 +201,24 @@ def measure(collective: str, P: int, count: int, algorithm: str, params: dict | 
     return [DataRun(h, t, w, len(bounds)) for h, t, w in zip(host, timed, wrong)]
 
 
-def _rows(spec, P, count, dtype, op, devices, cols) -> np.ndarray:
+def _rows(spec, P, count, dtype, op, devices, runs) -> np.ndarray:
     """The block input of ``devices``, one row each."""
-    first = device_input(spec, P, count, dtype, op, devices[0], cols)
+    first = device_input(spec, P, count, dtype, op, devices[0], runs=runs)
     out = np.empty((len(devices), len(first)), first.dtype)
     out[0] = first
     for r, d in enumerate(devices[1:], 1):
-        out[r] = device_input(spec, P, count, dtype, op, d, cols)
+        out[r] = device_input(spec, P, count, dtype, op, d, runs=runs)
     return out
 
 
-def _expected(spec, P, count, cols, dtype, op, root, devices, storage):
-    """The expected result rows of ``devices`` for one block (the reference on all devices' block input)."""
+def _expected(spec, P, count, runs, dtype, op, root, devices, storage, every=None):
+    """The expected result rows of ``devices`` for one block (the reference on all devices' block
+    input: ``every``, when the caller has it)."""
     from .api import reference
 
-    ref = reference(spec.name, _rows(spec, P, count, dtype, op, range(P), cols), op, root, dtype=storage)
+    if every is None:
+        every = _rows(spec, P, count, dtype, op, range(P), runs)
+    ref = reference(spec.name, every, op, root, dtype=storage)
     if ref.ndim == 1:  # a root-only result (reduce): the root's row, on the process hosting it
         return ref if root in devices else None
     return ref[list(devices)]
