@@ -1165,7 +1165,8 @@ def _run_flows(ptr, edge, frac, capacity, nbytes, lat, dep_ptr, dep_idx):
     active = np.zeros(n, np.bool_)
     pending = np.zeros(n, np.int64)
     rate = np.zeros(n)
-    pending[:] = np.diff(dep_ptr)
+    for k in range(n):   # a loop: np.diff and a slice copy would compile their own kernels
+        pending[k] = dep_ptr[k + 1] - dep_ptr[k]
     succ_ptr, succ = _successors(dep_ptr, dep_idx, n)
     ready = np.full(n, np.inf)  # when a transfer may start
     for k in range(n):

@@ -226,7 +226,7 @@ def _route_rows(src, dst, row_of, dist_rows, in_ptr, in_edges, edge_src, edge_ds
     fan = np.zeros(n_nodes, np.int64)
     seen = np.zeros(n_nodes, np.int64)
     occurrence = np.zeros(n_nodes, np.int64)
-    pos = 0
+    pos = ptr[0]   # an int64, not the literal 0: one specialisation of the sweeps
     k = 0
     while k < npairs:
         s = src[k]
@@ -279,7 +279,7 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
     fan = np.zeros(n_nodes, np.int64)
     seen = np.zeros(n_nodes, np.int64)
     occurrence = np.zeros(n_nodes, np.int64)
-    pos = 0
+    pos = ptr[0]   # an int64, not the literal 0: one specialisation of the sweeps
     k = 0
     while k < npairs:
         s = src[k]
@@ -369,8 +369,9 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
                 if pos >= edge.size:
                     edge2 = np.empty(edge.size * 2, np.int64)
                     frac2 = np.empty(edge.size * 2, np.float64)
-                    edge2[:pos] = edge[:pos]
-                    frac2[:pos] = frac[:pos]
+                    for i in range(pos):   # a loop, not a slice copy: that compiles a shape check's message
+                        edge2[i] = edge[i]
+                        frac2[i] = frac[i]
                     edge = edge2
                     frac = frac2
                 edge[pos] = e
@@ -468,8 +469,9 @@ def _sweep_forward(s, t, ds, dt, load, mark, layer, nxt, out_ptr, edge_dst, tran
                 if pos >= edge.size:
                     edge2 = np.empty(edge.size * 2, np.int64)
                     frac2 = np.empty(edge.size * 2, np.float64)
-                    edge2[:pos] = edge[:pos]
-                    frac2[:pos] = frac[:pos]
+                    for i in range(pos):   # a loop, not a slice copy: that compiles a shape check's message
+                        edge2[i] = edge[i]
+                        frac2[i] = frac[i]
                     edge = edge2
                     frac = frac2
                 edge[pos] = e
