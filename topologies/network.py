@@ -224,16 +224,10 @@ class StepSolver:
 
     def _solve(self, src, dst, nbytes):
         remote = src != dst
-        s, d, b = src[remote], dst[remote], np.asarray(nbytes, np.float64)[remote]
-        # Several transfers between one pair in a step travel as one message (one flow): same
-        # path, same start, so the same finish as separate flows, at a fraction of the cost. Not
-        # where switches hash flows (ECMP): each transfer is its own connection, hashed on its own.
-        pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
-        uniq, inverse = np.unique(pair, return_inverse=True)
-        if len(uniq) < len(pair) and not self.arrays.ecmp_edge.any():
-            first = np.zeros(len(uniq), np.int64)
-            first[inverse[::-1]] = np.arange(len(pair))[::-1]
-            s, d, b = s[first], d[first], np.bincount(inverse, weights=b, minlength=len(uniq))
+        s, d, inverse = _merge_pairs(src[remote], dst[remote], self.arrays)
+        b = np.asarray(nbytes, np.float64)[remote]
+        if inverse is not None:
+            b = np.bincount(inverse, weights=b, minlength=len(s))
         if len(s) == 0:
             return 0.0, None
         scale = float(b.max())
@@ -451,17 +445,9 @@ class StepShape:
     takes part (its stages are solved with the whole step)."""
 
     def __init__(self, solver, src, dst):
-        remote = src != dst
-        s, d = src[remote], dst[remote]
-        self.remote = remote
-        pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
-        uniq, inverse = np.unique(pair, return_inverse=True)
-        self.inverse = None     # each remote transfer's flow, where several share one
-        if len(uniq) < len(pair) and not solver.arrays.ecmp_edge.any():
-            first = np.zeros(len(uniq), np.int64)
-            first[inverse[::-1]] = np.arange(len(pair))[::-1]
-            s, d = s[first], d[first]
-            self.inverse = inverse.ravel()
+        self.remote = remote = src != dst
+        # inverse: each remote transfer's flow, where several share one
+        s, d, self.inverse = _merge_pairs(src[remote], dst[remote], solver.arrays)
         self.src, self.dst = s, d
         self.routes = routes = route_pairs(solver.topo, s, d, solver.arrays) if len(s) else None
         self.lat_s = {}
@@ -470,7 +456,6 @@ class StepShape:
             return
         ptr, edge, frac = routes.ptr, routes.edge, routes.frac
         cap = solver.link.capacity_Bps
-        self.kind_mask = routes.kind_mask(solver.arrays.edge_kind)
         n = len(s)
         root = _flow_roots(ptr, edge, cap.size)
         size = np.bincount(root, minlength=n)[root]
@@ -572,6 +557,22 @@ class PatternDetail:
     kind_mask = property(lambda self: self.full().kind_mask)
     src = property(lambda self: self.full().src)
     dst = property(lambda self: self.full().dst)
+
+
+def _merge_pairs(s, d, arrays):
+    """``(src, dst, inverse)``: the remote transfers ``s -> d`` of a step merged per pair, and each
+    transfer's merged flow (None when nothing merges).
+
+    Several transfers between one pair in a step travel as one message (one flow): same path, same
+    start, so the same finish as separate flows, at a fraction of the cost. Not where switches hash
+    flows (ECMP): each transfer is its own connection, hashed on its own."""
+    pair = s * (int(max(s.max(initial=0), d.max(initial=0))) + 1) + d
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    if len(uniq) == len(pair) or arrays.ecmp_edge.any():
+        return s, d, None
+    first = np.zeros(len(uniq), np.int64)
+    first[inverse[::-1]] = np.arange(len(pair))[::-1]
+    return s[first], d[first], inverse.ravel()
 
 
 def _distinct_rows(u):
