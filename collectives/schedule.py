@@ -147,6 +147,7 @@ class Schedule:
         phase is yielded once with its repeat count; otherwise step by step.
         """
         equal = bool(np.all(self.chunk_len == self.chunk_len[0])) if len(self.chunk_len) else True
+        chunk_bytes = None if equal else self.chunk_len.astype(np.float64) * itemsize
         for ph in self.phases:
             if equal:
                 src, dst, units = ph.pair_form()
@@ -156,7 +157,7 @@ class Schedule:
             else:
                 for k in range(ph.repeat):
                     sc, _ = ph.chunks(k)
-                    yield ph.name, ph.src, ph.dst, self.chunk_len[sc].astype(np.float64) * itemsize, ph.reduce, 1
+                    yield ph.name, ph.src, ph.dst, chunk_bytes[sc], ph.reduce, 1
 
 
 def split(length: int, parts: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -318,6 +318,7 @@ def _lower_bound(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, r
     node_of = _endpoint_nodes(topology, schedule)
     n, nc = len(cap_out), len(comp_out)
     total, read = 0.0, 0
+    pairs = None   # the last step's transfers, as this bound reads them: a phase's steps share them
     with np.errstate(divide="ignore", invalid="ignore"):
         for _, src, dst, nb, _, repeat in schedule.timing(itemsize):
             if stop_above is None and read > BOUND_TRANSFERS:
@@ -325,17 +326,20 @@ def _lower_bound(algorithm, given, *, spec, nbytes, topology, dtype, itemsize, r
             if stop_above is not None and total + call_s > stop_above:
                 return float(total + call_s), True
             read += len(src)
-            s, d = node_of[src], node_of[dst]
-            remote = s != d
-            if not remote.any():
+            if pairs is None or pairs[0] is not src or pairs[1] is not dst:
+                s, d = node_of[src], node_of[dst]
+                remote = s != d
+                s, d = s[remote], d[remote]
+                cross = comp[s] != comp[d]
+                pairs = (src, dst, remote, s, d, cross, comp[s][cross], comp[d][cross], bool(cross.any()))
+            _, _, remote, s, d, cross, cs, cd, crosses = pairs
+            if not len(s):
                 continue
-            s, d, b = s[remote], d[remote], nb[remote]
+            b = nb[remote]
             t = max(np.nanmax(np.bincount(s, b, n) / cap_out), np.nanmax(np.bincount(d, b, n) / cap_in))
-            cs, cd = comp[s], comp[d]
-            cross = cs != cd
-            if cross.any():
-                t = max(t, np.nanmax(np.bincount(cs[cross], b[cross], nc) / comp_out),
-                        np.nanmax(np.bincount(cd[cross], b[cross], nc) / comp_in))
+            if crosses:
+                b = b[cross]
+                t = max(t, np.nanmax(np.bincount(cs, b, nc) / comp_out), np.nanmax(np.bincount(cd, b, nc) / comp_in))
             total += (t + msg_s) * repeat
     return float(total + call_s), True
 

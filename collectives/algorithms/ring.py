@@ -112,16 +112,20 @@ class _Rings:
         self.pos = np.tile(np.arange(P, dtype=np.int64), channels)
         self.chan = np.repeat(np.arange(channels, dtype=np.int64), P)
 
-    def phase(self, name, chunk_id, reduce):
-        """P-1 steps; ``chunk_id(chan, block_position)`` names the chunk of a ring block.
+    def phase(self, name, chunk_id, reduce, first=None):
+        """P-1 steps; ``chunk_id(chan, block_position)`` names the chunk of a ring block, or, when
+        ``first`` (per transfer) is given, block ``b`` of a transfer's ring is chunk ``first + b``.
 
         Reduce-scatter (``reduce``) sends block (p-1-k) in step k, allgather block (p-k).
         """
         P, pos, chan = self.P, self.pos, self.chan
         shift = 1 if reduce else 0
+        at = (pos - shift) % P
 
         def chunks(k):
-            c = chunk_id(chan, (pos - shift - k) % P)
+            b = at - k           # (pos - shift - k) mod P, for 0 <= k < P
+            b[b < 0] += P
+            c = chunk_id(chan, b) if first is None else first + b
             return c, c
 
         return Phase(name, self.src, self.dst, chunks, reduce=reduce, repeat=P - 1)
@@ -173,9 +177,8 @@ def ring_allreduce(spec, P, count, root=0, topology=None, **params):
     if P > 1:
         rings = _Rings(P, channels, orders, _avoid(topology), topology)
         for loop in range(chunks):
-            def cid(chan, b, loop=loop):
-                return (loop * channels + chan) * P + b
-            phases += [rings.phase("reduce-scatter", cid, True), rings.phase("allgather", cid, False)]
+            first = (loop * channels + rings.chan) * P      # block b of channel chan: chunk first + b
+            phases += [rings.phase("reduce-scatter", None, True, first), rings.phase("allgather", None, False, first)]
     return Schedule(spec.name, "ring", P, count, count, off, ln, phases, root,
                     info={"channels": channels, "chunks": chunks, "orders": orders})
 
