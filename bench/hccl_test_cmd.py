@@ -233,8 +233,8 @@ def _alltoallv_wrong(P: int, per_peer: int, result, dtype: str, topology) -> int
     width = max(1, min(per_peer, dataplane.BLOCK_BYTES // max(P * P * dtypes.itemsize(dtype), 1)))
     wrong = 0
     for lo in range(0, per_peer, width):
-        cols = dataplane.block_columns(even, P, per_peer, lo, min(per_peer, lo + width))
-        data = np.stack([dataplane.device_input(even, P, per_peer, dtype, "sum", d, cols) for d in range(P)])
+        runs = dataplane.block_runs(even, P, per_peer, lo, min(per_peer, lo + width))
+        data = np.stack([dataplane.device_input(even, P, per_peer, dtype, "sum", d, runs) for d in range(P)])
         got = collectives.run("alltoallv", data, result.algorithm, dtype=bits, **params)
         want = collectives.reference("alltoallv", data, dtype=bits)
         wrong += int(np.count_nonzero(got.view(want.dtype) != want))

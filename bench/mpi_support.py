@@ -34,8 +34,8 @@ _shared = False
 def _share_cores(comm) -> None:
     """Ranks on one host share its cores: each rank's Numba kernels get ``cores / local ranks``
     threads (at least one), unless ``NUMBA_NUM_THREADS`` is set. By default every rank would start a
-    thread per core, and on this 2-core host two ranks so oversubscribed took 27.4 s for the main job
-    where one thread each took 17.9 s. Collective over ``comm`` (the first :func:`world` call)."""
+    thread per core: on this 2-core host the main job at two ranks took 27.4 s so, 16.2 s with one
+    thread each. Collective over ``comm`` (the first :func:`world` call)."""
     if comm.Get_size() < 2 or "NUMBA_NUM_THREADS" in os.environ:
         return
     from mpi4py import MPI
@@ -43,10 +43,10 @@ def _share_cores(comm) -> None:
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     ranks = local.Get_size()
     local.Free()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if ranks > 1:
         import numba   # its thread count only: nothing compiles here
 
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // ranks)))
 
 

@@ -41,10 +41,10 @@ class DataRun:
     blocks: int
 
 
-def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=None, runs=None) -> np.ndarray:
-    """Deterministic input of device ``d`` (its whole input row, the given ``columns`` of it, or the
-    columns of ``runs``: ``(first column, length)`` pairs, as :func:`block_runs` gives them): small
-    integers, so every order of reduction is exact.
+def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, runs=None) -> np.ndarray:
+    """Deterministic input of device ``d`` (its whole input row, or the columns of ``runs``:
+    ``(first column, length)`` pairs, as :func:`block_runs` gives them): small integers, so every
+    order of reduction is exact.
 
     Values are -1, 0 or 1 (0..2 for unsigned types; +-1 for prod), which keeps sums of up to 256
     devices exact even in bfloat16 (``mulsum`` doubles them on odd devices: up to 128). Element ``i``
@@ -60,13 +60,7 @@ def device_input(spec, P: int, count: int, dtype: str, op: str, d: int, columns=
     [0, 56, 0, 184, 0, 56]
     """
     if runs is None:
-        if columns is None:
-            runs = [(0, spec.input_shape(P, count)[1])]
-        else:   # runs of consecutive columns (a block's columns are one run per slot)
-            i = np.asarray(columns)
-            breaks = np.flatnonzero(np.diff(i) != 1) + 1 if len(i) else np.array([], np.int64)
-            runs = [(int(i[lo]), int(hi - lo)) for lo, hi in zip(np.concatenate(([0], breaks)),
-                                                                   np.concatenate((breaks, [len(i)]))) if hi > lo]
+        runs = [(0, spec.input_shape(P, count)[1])]
     if op == "prod":
         period, first, base = 5, 7 * d, np.array([-1, 1, 1, 1, 1])
     elif dtypes.kernel_format(dtype) in (dtypes.E4M3, dtypes.E5M2):
@@ -105,15 +99,10 @@ def _as_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     return values.astype(dtypes.storage(dtype) if dtype != "float16" else np.float16)
 
 
-def block_columns(spec, P: int, count: int, lo: int, hi: int) -> np.ndarray:
-    """The input columns of elements ``lo..hi-1`` of every slot: what a block of ``hi - lo``
-    elements per slot reads of a device's input row (a row of ``slots x count`` elements)."""
-    slots = spec.input_shape(P, max(count, 1))[1] // max(count, 1)
-    return (np.arange(slots, dtype=np.int64)[:, None] * count + np.arange(lo, hi, dtype=np.int64)[None, :]).ravel()
-
-
 def block_runs(spec, P: int, count: int, lo: int, hi: int) -> list[tuple[int, int]]:
-    """:func:`block_columns` as runs of consecutive columns, ``(first column, length)``: one per slot."""
+    """The input columns of elements ``lo..hi-1`` of every slot, as runs ``(first column, length)``
+    (one per slot): what a block of ``hi - lo`` elements per slot reads of a device's input row (a
+    row of ``slots x count`` elements)."""
     slots = spec.input_shape(P, max(count, 1))[1] // max(count, 1)
     return [(s * count + lo, hi - lo) for s in range(slots)] if hi > lo else []
 

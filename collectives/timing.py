@@ -474,7 +474,7 @@ def _time_schedule(schedule, spec, topology, timers, itemsize, keep_shapes=False
     step = 0
     for phase, src, dst, nb, reduce, repeat, pattern in _timing(schedule, itemsize, not keep_shapes,
                                                                 blocks=not keep_shapes and len(plan) == 1):
-        if isinstance(pattern, _Block):
+        if pattern is _BLOCK:
             _time_block(phase, src, dst, nb, reduce and spec.reduces, reduce_Bps, node_of[0], timers, runs,
                         seg_bytes[0])
             step += repeat
@@ -534,17 +534,16 @@ def _timing(schedule, itemsize, patterns=True, blocks=False):
     phases = schedule.phases
     equal = bool(np.all(schedule.chunk_len == schedule.chunk_len[0])) if len(schedule.chunk_len) else True
     if blocks and not equal:
+        chunk_bytes = schedule.chunk_len.astype(np.float64) * itemsize
         for ph in phases:
-            if ph.repeat < BLOCK_MIN_STEPS:
-                for k in range(ph.repeat):
-                    sc, _ = ph.chunks(k)
-                    yield ph.name, ph.src, ph.dst, schedule.chunk_len[sc].astype(np.float64) * itemsize, ph.reduce, 1, None
-                continue
-            per = max(1, BLOCK_ENTRIES // max(len(ph.src), 1))
+            # A short phase step by step; a longer one a block of steps (rows) at a time.
+            per = 1 if ph.repeat < BLOCK_MIN_STEPS else max(1, BLOCK_ENTRIES // max(len(ph.src), 1))
             for k0 in range(0, ph.repeat, per):
                 rows = np.stack([ph.chunks(k)[0] for k in range(k0, min(ph.repeat, k0 + per))])
-                yield ph.name, ph.src, ph.dst, schedule.chunk_len[rows].astype(np.float64) * itemsize, ph.reduce, \
-                    len(rows), _BLOCK
+                if per == 1:
+                    yield ph.name, ph.src, ph.dst, chunk_bytes[rows[0]], ph.reduce, 1, None
+                else:
+                    yield ph.name, ph.src, ph.dst, chunk_bytes[rows], ph.reduce, len(rows), _BLOCK
         return
     if not (patterns and equal and any(getattr(ph, "pattern", None) is not None for ph in phases)):
         for item in schedule.timing(itemsize):
@@ -561,11 +560,8 @@ def _timing(schedule, itemsize, patterns=True, blocks=False):
         yield ph.name, src, dst, nb, ph.reduce, ph.repeat, None
 
 
-class _Block:
-    """The marker of a block of steps in :func:`_timing`'s items."""
-
-
-_BLOCK = _Block()
+#: The marker of a block of steps in :func:`_timing`'s items.
+_BLOCK = object()
 
 #: A phase of this many steps or more, whose chunks differ, is timed a block of steps at a time
 #: (:class:`topologies.network.StepShape`); a shorter one step by step, as the shape costs more to make.
@@ -578,18 +574,19 @@ def _time_block(phase, src, dst, nb, reduce, reduce_Bps, node_of, timers, runs, 
     """Account a block of steps (rows of ``nb``) over the transfers ``src -> dst`` in every regime, as
     the step-by-step path of :func:`_time_schedule` does: the same step times, summed in step order."""
     solver = timers[0].solver
-    shape = solver.shape(node_of[src], node_of[dst])
+    s, d = node_of[src], node_of[dst]
+    shape = solver.shape(s, d)
     if shape is None:   # staged transfers: step by step
         for row in nb:
             t_red = _reduce_time(dst, row, reduce_Bps) if reduce else 0.0
             for r, (timer, run) in enumerate(zip(timers, runs)):
-                t_net, detail = timer.time(node_of[src], node_of[dst], row)
+                t_net, detail = timer.time(s, d, row)
                 _account(run, phase, max(t_net, t_red))
                 if detail is not None and r == 0:
                     link_bytes[detail.edge_ids] += detail.edge_bytes
         return
     scale, data_s, flow_bytes = solver.solve_block(shape, nb)
-    t_red = _reduce_times(dst, nb, reduce_Bps) if reduce else np.zeros(len(nb))
+    t_red = np.array([_reduce_time(dst, row, reduce_Bps) for row in nb]) if reduce else np.zeros(len(nb))
     for timer, run in zip(timers, runs):
         for t_step in np.maximum(timer.time_block(shape, scale, data_s), t_red).tolist():
             _account(run, phase, t_step)
@@ -674,11 +671,6 @@ def _reduce_rates(topology) -> np.ndarray:
         cache = np.array([g.nodes[n].get("mem_bw_GBps", math.inf) * 1e9 / 3 for n in topology.devices])
         topology.__dict__["_reduce_Bps"] = cache
     return cache
-
-
-def _reduce_times(dst, rows, reduce_Bps) -> np.ndarray:
-    """:func:`_reduce_time` of each row of ``rows`` (steps x transfers into ``dst``)."""
-    return np.array([_reduce_time(dst, row, reduce_Bps) for row in rows]) if len(rows) else np.zeros(0)
 
 
 def _reduce_time(dst, nbytes, reduce_Bps) -> float:

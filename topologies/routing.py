@@ -314,6 +314,17 @@ def _route_sorted(src, dst, out_ptr, edge_dst, in_ptr, in_edges, edge_src, trans
 
 
 @numba.njit(cache=True)
+def _grown(edge, frac, pos):
+    """``edge`` and ``frac`` in arrays of twice the size, their first ``pos`` entries copied."""
+    edge2 = np.empty(edge.size * 2, np.int64)
+    frac2 = np.empty(edge.size * 2, np.float64)
+    for i in range(pos):   # a loop, not a slice copy: that compiles a shape check's message formatting
+        edge2[i] = edge[i]
+        frac2[i] = frac[i]
+    return edge2, frac2
+
+
+@numba.njit(cache=True)
 def _mix(x):
     """splitmix64's finaliser: a well-spread 64-bit hash of ``x``."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -367,13 +378,7 @@ def _sweep(s, t, dist, load, out_w, mark, layer, nxt, touched, in_ptr, in_edges,
                 if u != s and not transit[u]:
                     continue
                 if pos >= edge.size:
-                    edge2 = np.empty(edge.size * 2, np.int64)
-                    frac2 = np.empty(edge.size * 2, np.float64)
-                    for i in range(pos):   # a loop, not a slice copy: that compiles a shape check's message
-                        edge2[i] = edge[i]
-                        frac2[i] = frac[i]
-                    edge = edge2
-                    frac = frac2
+                    edge, frac = _grown(edge, frac, pos)
                 edge[pos] = e
                 pos += 1
                 out_w[u] += bw[e]
@@ -467,13 +472,7 @@ def _sweep_forward(s, t, ds, dt, load, mark, layer, nxt, out_ptr, edge_dst, tran
                 else:
                     f = load[u] * bw[e] / total
                 if pos >= edge.size:
-                    edge2 = np.empty(edge.size * 2, np.int64)
-                    frac2 = np.empty(edge.size * 2, np.float64)
-                    for i in range(pos):   # a loop, not a slice copy: that compiles a shape check's message
-                        edge2[i] = edge[i]
-                        frac2[i] = frac[i]
-                    edge = edge2
-                    frac = frac2
+                    edge, frac = _grown(edge, frac, pos)
                 edge[pos] = e
                 frac[pos] = f
                 pos += 1
